@@ -1,0 +1,213 @@
+"""Settings, read from the environment with defaults that work on one machine.
+
+Every variable is listed in the README's configuration table. A bad value stops the service at
+start with a sentence naming the variable (see `koding_snapshots.env`).
+"""
+
+import os
+from pathlib import Path
+
+from koding_snapshots.env import (
+    ConfigError,
+    env_bool,
+    env_choice,
+    env_database,
+    env_int,
+    env_list,
+    env_redis_url,
+    env_str,
+    secret_key,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+IS_ROOT = os.geteuid() == 0
+
+# Local state of a development install: the SQLite database and the generated secret key.
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var")))
+
+PRODUCTION = env_bool("PRODUCTION", False)
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = secret_key("SECRET_KEY", production=PRODUCTION, key_file=DATA_DIR / "secret_key")
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ConfigError("ALLOWED_HOSTS must be set in production (PRODUCTION=1).")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "django_q",
+    "accounts",
+    "vms",
+    "snapshots",
+    "operations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "koding_snapshots.urls"
+WSGI_APPLICATION = "koding_snapshots.wsgi.application"
+ASGI_APPLICATION = "koding_snapshots.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "db.sqlite3")}
+# Tests on SQLite use a file, not memory, so that a worker process can share the database.
+DATABASES["default"]["TEST"] = (
+    {"NAME": str(DATA_DIR / "test.sqlite3")}
+    if (DATABASES["default"]["ENGINE"].endswith("sqlite3"))
+    else {}
+)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# A custom user model from the first migration: the plan and anything else an account carries
+# hang off it without a later, painful swap of AUTH_USER_MODEL.
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# Outside production the app serves static files straight from the source folders.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Redis, when given, carries the task queue and the cache; otherwise the database does.
+REDIS_URL = env_redis_url("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Hypervisor ---------------------------------------------------------------------------
+LIBVIRT_URI = env_str("LIBVIRT_URI", "qemu:///system" if IS_ROOT else "qemu:///session")
+# "qemu" is software emulation: slower guests, but it works everywhere, nested VMs included.
+LIBVIRT_DOMAIN_TYPE = env_choice("LIBVIRT_DOMAIN_TYPE", "qemu", ["qemu", "kvm"])
+# Disk layers, kernels and console logs live under this folder, one storage pool per host.
+STORAGE_DIR = Path(
+    env_str(
+        "STORAGE_DIR",
+        "/var/lib/koding-snapshots" if IS_ROOT else str(DATA_DIR / "storage"),
+    )
+)
+STORAGE_POOL = env_str("STORAGE_POOL", "koding-snapshots")
+
+# --- Operations and the task queue -------------------------------------------------------
+# The longest operation a worker runs: a full-copy "new VM from snapshot" of a large disk
+# (about 3 s per GiB written on a modest host) or a graceful stop that waits for the guest.
+OPERATION_TIMEOUT = env_int("OPERATION_TIMEOUT", 1800, minimum=60, maximum=86400)
+# Seconds a guest gets to power off after the ACPI button before it is forced off.
+VM_STOP_TIMEOUT = env_int("VM_STOP_TIMEOUT", 60, minimum=1, maximum=3600)
+# A worker that has not reported for this long is reported as down by the health check.
+WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 180, minimum=30)
+
+# django-q2 delivers a task again when it is not acknowledged within `retry` seconds. A task must
+# therefore be killed (`timeout`) before that happens, and `timeout` must outlast the longest
+# operation, or a slow but healthy operation would be cut short:
+#     OPERATION_TIMEOUT  <  timeout = OPERATION_TIMEOUT + 60  <  retry = timeout + 300
+# The 60 s let an operation that hit its own deadline record that it failed; the 300 s cover a
+# busy broker. `max_attempts = 1` stops a failed task from being run again by the queue, and every
+# task claims its operation with a conditional update, so even a redelivered task is a no-op.
+Q_CLUSTER = {
+    # Processes sharing a name share a queue; the test command gives each run its own.
+    "name": env_str("QUEUE_NAME", "koding-snapshots"),
+    "workers": env_int("WORKERS", 4, minimum=1, maximum=64),
+    "timeout": OPERATION_TIMEOUT + 60,
+    "retry": OPERATION_TIMEOUT + 60 + 300,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": 1000,
+    "catch_up": False,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = 0.2
+
+# --- API ----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# --- Production hardening -------------------------------------------------------------------
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"]),
+    },
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

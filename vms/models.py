@@ -1,0 +1,162 @@
+"""Hosts, images, disk layers and VMs.
+
+The database is the source of truth for disk chains: every qcow2 layer in a storage pool has a
+`Layer` row naming its parent, and a VM's disk is its active layer on top of that chain.
+"""
+
+import random
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Host(models.Model):
+    """A libvirt host that runs guests, with the storage pool that holds their disk layers."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    libvirt_uri = models.CharField(max_length=255)
+    domain_type = models.CharField(
+        max_length=8, choices=[("qemu", "qemu (software)"), ("kvm", "kvm")], default="qemu"
+    )
+    pool_name = models.CharField(max_length=100)
+    pool_path = models.CharField(max_length=255, help_text="Folder of the storage pool.")
+    console_dir = models.CharField(max_length=255, help_text="Folder of the guests' console logs.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class LayerState(models.TextChoices):
+    CREATING = "creating", "Creating"
+    READY = "ready", "Ready"
+    DELETING = "deleting", "Deleting"
+
+
+class Layer(models.Model):
+    """One qcow2 volume of a disk chain, named by its UUID, with at most one backing layer.
+
+    A layer is needed while a VM writes to it, a snapshot or image is made of it, or another
+    layer is built on it; only then may it be freed (see `vms.storage.layer_release`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="layers")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    depth = models.PositiveIntegerField(default=1, help_text="Layers in the chain, this one too.")
+    virtual_size = models.BigIntegerField(help_text="Size of the disk the guest sees, in bytes.")
+    allocation = models.BigIntegerField(default=0, help_text="Bytes this layer takes on disk.")
+    state = models.CharField(max_length=16, choices=LayerState.choices, default=LayerState.CREATING)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self):
+        return self.volume_name
+
+    @property
+    def volume_name(self) -> str:
+        return f"{self.id}.qcow2"
+
+
+class Image(models.Model):
+    """A base image users start VMs from: a kernel, its initrd and a read-only root layer."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="images")
+    layer = models.ForeignKey(Layer, on_delete=models.PROTECT, related_name="images")
+    kernel_volume = models.CharField(max_length=100)
+    initrd_volume = models.CharField(max_length=100)
+    cmdline = models.CharField(max_length=255)
+    min_disk_bytes = models.BigIntegerField()
+    is_public = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+def random_mac() -> str:
+    """A locally administered MAC in QEMU's 52:54:00 range."""
+    rng = random.SystemRandom()
+    return "52:54:00:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(3))
+
+
+class VMState(models.TextChoices):
+    CREATING = "creating", "Creating"
+    STOPPED = "stopped", "Stopped"
+    RUNNING = "running", "Running"
+    DELETING = "deleting", "Deleting"
+    ERROR = "error", "Error"
+
+
+class VMQuerySet(models.QuerySet):
+    def visible(self):
+        """VMs a user sees: everything but those on their way out."""
+        return self.exclude(state=VMState.DELETING)
+
+
+class VM(models.Model):
+    """A user's virtual machine: a libvirt domain whose disk is `active_layer` and its chain."""
+
+    MIN_MEMORY_MIB = 128
+    MAX_MEMORY_MIB = 8192
+    MAX_VCPUS = 8
+    MAX_DISK_BYTES = 256 * 1024**3
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="vms"
+    )
+    name = models.CharField(max_length=64)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="vms")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="vms")
+    vcpus = models.PositiveSmallIntegerField(default=1)
+    memory_mib = models.PositiveIntegerField(default=256)
+    disk_bytes = models.BigIntegerField()
+    state = models.CharField(max_length=16, choices=VMState.choices, default=VMState.CREATING)
+    domain_uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    mac_address = models.CharField(max_length=17, default=random_mac, unique=True)
+    active_layer = models.ForeignKey(
+        Layer, null=True, blank=True, on_delete=models.PROTECT, related_name="active_for"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = VMQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "VM"
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="vm_name_unique_per_owner"),
+            models.CheckConstraint(
+                condition=Q(vcpus__gte=1) & Q(memory_mib__gte=64), name="vm_has_cpu_and_memory"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        from django.urls import reverse
+
+        return reverse("vm_detail", args=[self.id])
+
+    @property
+    def disk_gib(self) -> float:
+        return self.disk_bytes / 1024**3

@@ -1,0 +1,24 @@
+"""Reads of VMs, images and hosts, restricted to what the asking user may see."""
+
+from django.conf import settings
+
+from vms.models import Host
+
+DEFAULT_HOST_NAME = "local"
+
+
+def host_from_settings() -> Host:
+    """The host this installation's settings describe (unsaved)."""
+    return Host(
+        name=DEFAULT_HOST_NAME,
+        libvirt_uri=settings.LIBVIRT_URI,
+        domain_type=settings.LIBVIRT_DOMAIN_TYPE,
+        pool_name=settings.STORAGE_POOL,
+        pool_path=str(settings.STORAGE_DIR / settings.STORAGE_POOL),
+        console_dir=str(settings.STORAGE_DIR / "console"),
+    )
+
+
+def default_host() -> Host:
+    """The host new VMs go to: the registered local host, or the one the settings describe."""
+    return Host.objects.filter(name=DEFAULT_HOST_NAME).first() or host_from_settings()
