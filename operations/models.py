@@ -1,6 +1,111 @@
-"""Operations: the record of every long-running action, and the workers that run them."""
+"""Operations: the one record of every long-running action, and the workers that run them."""
 
+import uuid
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+
+class OperationKind(models.TextChoices):
+    VM_CREATE = "vm.create", "Create VM"
+    VM_START = "vm.start", "Start VM"
+    VM_STOP = "vm.stop", "Stop VM"
+    VM_FORCE_STOP = "vm.force_stop", "Force stop VM"
+    VM_REBOOT = "vm.reboot", "Reboot VM"
+    VM_DELETE = "vm.delete", "Delete VM"
+
+
+class OperationState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_STATES = (OperationState.QUEUED, OperationState.RUNNING)
+
+
+class OperationQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(state__in=ACTIVE_STATES)
+
+
+class Operation(models.Model):
+    """A long-running action on a VM or snapshot: what the progress bar, the API's 202 answer,
+    the activity log and the admin's repair list all read.
+
+    At most one operation is active (queued or running) per VM; the database enforces it, so two
+    requests racing for one VM cannot both get through.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=32, choices=OperationKind.choices)
+    state = models.CharField(
+        max_length=16, choices=OperationState.choices, default=OperationState.QUEUED
+    )
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=255, blank=True, help_text="The step under way.")
+    error = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="operations"
+    )
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="requested_operations",
+    )
+    vm = models.ForeignKey(
+        "vms.VM", null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    target_name = models.CharField(max_length=200, help_text="What it acted on, for the record.")
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    # NULL, not "", when absent: the per-owner uniqueness applies only to keys actually given.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(
+        null=True, blank=True, help_text="When a running operation is presumed dead."
+    )
+
+    objects = OperationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vm"],
+                condition=Q(state__in=["queued", "running"]),
+                name="one_active_operation_per_vm",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="idempotency_key_unique_per_owner",
+            ),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="progress_at_most_100"),
+        ]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.target_name} ({self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def duration(self):
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        return (self.finished_at or timezone.now()) - self.started_at
 
 
 class WorkerHeartbeat(models.Model):

@@ -3,6 +3,11 @@
 from operations import services
 
 
+def run_operation(operation_id: str) -> None:
+    """Run one operation; a second delivery of the same task does nothing."""
+    services.operation_run(operation_id)
+
+
 def heartbeat() -> None:
     """Scheduled every minute: records that a worker is alive and taking tasks."""
     services.heartbeat_record()

@@ -144,7 +144,53 @@ def test_pool():
 @pytest.fixture
 def host(db, test_pool):
     """The local host, on this test run's pool."""
+    from vms import hypervisor
     from vms.models import Host
     from vms.selectors import DEFAULT_HOST_NAME
 
-    return Host.objects.create(name=DEFAULT_HOST_NAME, **test_pool)
+    yield Host.objects.create(name=DEFAULT_HOST_NAME, **test_pool)
+    # Guests a test left running would slow down the next ones.
+    for record in hypervisor.domains(test_pool["libvirt_uri"]):
+        if record.metadata.get("pool") == test_pool["pool_name"]:
+            hypervisor.domain_undefine(test_pool["libvirt_uri"], record.uuid)
+
+
+@pytest.fixture
+def sync_tasks(monkeypatch):
+    """Run enqueued tasks at once, in this process (the worker's code, without the worker)."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture(scope="session")
+def guest_files(tmp_path_factory):
+    """The busybox guest image, built once per test run from the Debian packages."""
+    from vms import guest_image
+
+    return guest_image.build(tmp_path_factory.mktemp("guest-image"))
+
+
+@pytest.fixture
+def image(host, guest_files):
+    """The busybox image, registered on the test host."""
+    from vms.images import image_register
+
+    return image_register(
+        host=host, slug="busybox", name="Busybox", description="", files=guest_files
+    )
+
+
+@pytest.fixture
+def make_vm(transactional_db, image, sync_tasks):
+    """Create and boot real VMs through the service, the way a user's request would."""
+    from vms.models import VM
+    from vms.services import vm_create
+
+    def make(owner, name="box", **kwargs):
+        operation = vm_create(owner=owner, name=name, image=image, **kwargs)
+        operation.refresh_from_db()
+        assert operation.state == "succeeded", operation.error
+        return VM.objects.select_related("host", "image", "active_layer").get(pk=operation.vm_id)
+
+    return make

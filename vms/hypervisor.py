@@ -231,12 +231,14 @@ def volume_create(
         return _volume_info(vol)
 
 
-def volume_copy(uri: str, pool_name: str, source_name: str, name: str) -> VolumeInfo:
+def volume_copy(
+    uri: str, pool_name: str, source_name: str, name: str, *, capacity: int | None = None
+) -> VolumeInfo:
     """A full, independent qcow2 copy of a volume and everything it is layered on."""
     with _libvirt_errors():
         pool = _pool(uri, pool_name)
         source = pool.storageVolLookupByName(source_name)
-        capacity = source.info()[1]
+        capacity = max(capacity or 0, source.info()[1])
         root = ET.Element("volume")
         ET.SubElement(root, "name").text = name
         ET.SubElement(root, "capacity", unit="bytes").text = str(capacity)

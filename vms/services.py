@@ -1,10 +1,30 @@
-"""Business rules for hosts, images and VMs."""
+"""Business rules for hosts, images and VMs: what a request may ask for, and recording it.
 
+Every long action becomes an Operation (see `operations.services.operation_start`) that a worker
+runs through `vms.runners`. The VM's state is checked after the operation is recorded, in the
+same transaction: the operation is the VM's lock, so the state cannot change in between.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from operations.errors import InvalidState
+from operations.models import Operation, OperationKind
+from operations.services import operation_start
 from vms import hypervisor
-from vms.models import Host
+from vms.models import VM, Host, Image, VMState
 from vms.selectors import host_from_settings
+
+GIB = 1024**3
+NAME_MAX = 64
+CONSOLE_LINE_MAX = 512
+ANSI_ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07|[()][A-Za-z0-9]|[=>])")
 
 
 def host_ensure_default() -> Host:
@@ -28,3 +48,202 @@ def host_prepare(host: Host) -> None:
     """Create the host's storage pool and console folder where they are missing."""
     hypervisor.pool_ensure(host.libvirt_uri, host.pool_name, host.pool_path)
     Path(host.console_dir).mkdir(parents=True, exist_ok=True)
+
+
+def clean_name(name: str, *, field: str = "name", what: str = "name") -> str:
+    """A display name as the user typed it, trimmed; refused when empty, too long or unprintable."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({field: f"Give a {what}."})
+    if len(name) > NAME_MAX:
+        raise ValidationError({field: f"Keep the {what} to {NAME_MAX} characters or fewer."})
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in name):
+        raise ValidationError({field: f"The {what} contains characters that cannot be shown."})
+    return name
+
+
+def _name_taken(owner, name: str, *, exclude=None) -> bool:
+    others = VM.objects.filter(owner=owner, name=name)
+    if exclude is not None:
+        others = others.exclude(pk=exclude.pk)
+    return others.exists()
+
+
+def vm_validate_size(*, image: Image, vcpus: int, memory_mib: int, disk_gib: int) -> None:
+    errors = {}
+    if not 1 <= vcpus <= VM.MAX_VCPUS:
+        errors["vcpus"] = f"Choose between 1 and {VM.MAX_VCPUS} vCPUs."
+    if not VM.MIN_MEMORY_MIB <= memory_mib <= VM.MAX_MEMORY_MIB:
+        errors["memory_mib"] = (
+            f"Choose between {VM.MIN_MEMORY_MIB} and {VM.MAX_MEMORY_MIB} MiB of memory."
+        )
+    min_gib = -(-image.min_disk_bytes // GIB)
+    max_gib = VM.MAX_DISK_BYTES // GIB
+    if not min_gib <= disk_gib <= max_gib:
+        errors["disk_gib"] = f"Choose a disk between {min_gib} and {max_gib} GiB for this image."
+    if errors:
+        raise ValidationError(errors)
+
+
+def vm_create(
+    *,
+    owner,
+    name: str,
+    image: Image,
+    vcpus: int = 1,
+    memory_mib: int = 256,
+    disk_gib: int = 4,
+    requester=None,
+    idempotency_key: str | None = None,
+) -> Operation:
+    """Ask for a new VM from an image: recorded now, built and booted by a worker."""
+    name = clean_name(name)
+    if not image.is_public:
+        raise ValidationError({"image": "Choose one of the images offered."})
+    vm_validate_size(image=image, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
+    if _name_taken(owner, name):
+        raise ValidationError({"name": f"You already have a VM named {name!r}."})
+    host = image.host
+    try:
+        with transaction.atomic():
+            vm = VM.objects.create(
+                owner=owner,
+                name=name,
+                host=host,
+                image=image,
+                vcpus=vcpus,
+                memory_mib=memory_mib,
+                disk_bytes=disk_gib * GIB,
+            )
+            return operation_start(
+                kind=OperationKind.VM_CREATE,
+                owner=owner,
+                requester=requester or owner,
+                vm=vm,
+                target_name=name,
+                params={"image": image.slug},
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        if _name_taken(owner, name):
+            raise ValidationError({"name": f"You already have a VM named {name!r}."}) from None
+        raise
+
+
+# The states each action needs, and what to tell the user otherwise.
+_NEEDS = {
+    OperationKind.VM_START: ({VMState.STOPPED, VMState.ERROR}, "start"),
+    OperationKind.VM_STOP: ({VMState.RUNNING}, "stop"),
+    OperationKind.VM_FORCE_STOP: ({VMState.RUNNING, VMState.ERROR}, "force off"),
+    OperationKind.VM_REBOOT: ({VMState.RUNNING}, "reboot"),
+    OperationKind.VM_DELETE: ({VMState.STOPPED, VMState.RUNNING, VMState.ERROR}, "delete"),
+}
+
+
+def state_problem(vm: VM, verb: str) -> str:
+    if vm.state == VMState.RUNNING:
+        return f"VM {vm.name!r} is already running." if verb == "start" else ""
+    if vm.state == VMState.STOPPED:
+        return f"VM {vm.name!r} is stopped; start it first."
+    if vm.state == VMState.CREATING:
+        return f"VM {vm.name!r} is still being created; try again when it is running."
+    if vm.state == VMState.DELETING:
+        return f"VM {vm.name!r} is being deleted."
+    return f"VM {vm.name!r} is in error; force it off or delete it."
+
+
+def vm_act(
+    *, vm: VM, kind: str, user, params: dict | None = None, idempotency_key: str | None = None
+) -> Operation:
+    """Record a lifecycle operation on a VM, if the VM is free and in a state that allows it."""
+    allowed, verb = _NEEDS[kind]
+    with transaction.atomic():
+        operation = operation_start(
+            kind=kind,
+            owner=vm.owner,
+            requester=user,
+            vm=vm,
+            target_name=vm.name,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+        current = VM.objects.get(pk=vm.pk)
+        if current.state not in allowed:
+            raise InvalidState(
+                state_problem(current, verb) or f"VM {vm.name!r} cannot {verb} right now."
+            )
+        if kind == OperationKind.VM_DELETE:
+            VM.objects.filter(pk=vm.pk).update(state=VMState.DELETING)
+    return operation
+
+
+def vm_start(*, vm: VM, user, **kwargs) -> Operation:
+    return vm_act(vm=vm, kind=OperationKind.VM_START, user=user, **kwargs)
+
+
+def vm_stop(*, vm: VM, user, force: bool = False, **kwargs) -> Operation:
+    kind = OperationKind.VM_FORCE_STOP if force else OperationKind.VM_STOP
+    return vm_act(vm=vm, kind=kind, user=user, **kwargs)
+
+
+def vm_reboot(*, vm: VM, user, **kwargs) -> Operation:
+    return vm_act(vm=vm, kind=OperationKind.VM_REBOOT, user=user, **kwargs)
+
+
+def vm_delete(*, vm: VM, user, **kwargs) -> Operation:
+    """Delete a VM and the disk layers only it needs; its snapshots are kept."""
+    return vm_act(vm=vm, kind=OperationKind.VM_DELETE, user=user, **kwargs)
+
+
+def vm_rename(*, vm: VM, name: str) -> VM:
+    name = clean_name(name)
+    if _name_taken(vm.owner, name, exclude=vm):
+        raise ValidationError({"name": f"You already have a VM named {name!r}."})
+    try:
+        with transaction.atomic():
+            VM.objects.filter(pk=vm.pk).update(name=name)
+    except IntegrityError:
+        raise ValidationError({"name": f"You already have a VM named {name!r}."}) from None
+    vm.name = name
+    return vm
+
+
+def console_read(*, vm: VM, max_bytes: int = 32 * 1024) -> str:
+    """The last of what the guest printed on its serial console, as plain text."""
+    from vms.runners import console_log_path
+
+    path = console_log_path(vm)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if size > max_bytes:
+        text = text.split("\n", 1)[-1]  # drop the partial first line
+    text = ANSI_ESCAPE.sub("", text).replace("\r", "")
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+
+
+def console_send(*, vm: VM, user, line: str) -> None:
+    """Type one line into the guest's serial console (done by a worker, in the background)."""
+    from django_q.tasks import async_task
+
+    if not VM.objects.filter(pk=vm.pk, state=VMState.RUNNING).exists():
+        raise InvalidState(f"VM {vm.name!r} is not running, so its console takes no input.")
+    if len(line) > CONSOLE_LINE_MAX:
+        raise ValidationError({"line": f"Keep a line to {CONSOLE_LINE_MAX} characters."})
+    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in line):
+        raise ValidationError({"line": "A line cannot contain control characters."})
+    vm_id = str(vm.id)
+    transaction.on_commit(lambda: async_task("vms.tasks.console_send", vm_id, line))
+
+
+def image_for_new_vm(slug: str) -> Image:
+    image = Image.objects.filter(slug=slug, is_public=True).select_related("host").first()
+    if image is None:
+        raise ValidationError({"image": f"There is no image {slug!r}."})
+    return image

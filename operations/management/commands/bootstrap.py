@@ -1,6 +1,7 @@
 import secrets
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django_q.tasks import async_task
 
@@ -28,6 +29,8 @@ class Command(BaseCommand):
             raise CommandError(f"libvirt is not ready: {exc}") from exc
         self.stdout.write(f"Host {host.name}: {host.libvirt_uri}, pool {host.pool_name!r}.")
         self._ensure_admin()
+        if not options["no_image"]:
+            call_command("build_image", stdout=self.stdout)
         # Lets the health check see a worker as soon as one starts, not a minute later.
         async_task("operations.tasks.heartbeat", task_name="heartbeat at start")
 

@@ -1,0 +1,64 @@
+"""Rows for rule tests that never reach libvirt (no volumes behind them)."""
+
+from __future__ import annotations
+
+import itertools
+
+from vms.models import VM, Host, Image, Layer, LayerState, VMState
+
+GIB = 1024**3
+_n = itertools.count(1)
+
+
+def host_row(**kwargs) -> Host:
+    defaults = {
+        "name": f"host-{next(_n)}",
+        "libvirt_uri": "test:///default",
+        "pool_name": "nowhere",
+        "pool_path": "/nonexistent/pool",
+        "console_dir": "/nonexistent/console",
+    }
+    defaults.update(kwargs)
+    return Host.objects.create(**defaults)
+
+
+def layer_row(*, host: Host, parent: Layer | None = None, **kwargs) -> Layer:
+    defaults = {
+        "host": host,
+        "parent": parent,
+        "depth": parent.depth + 1 if parent else 1,
+        "virtual_size": GIB,
+        "state": LayerState.READY,
+    }
+    defaults.update(kwargs)
+    return Layer.objects.create(**defaults)
+
+
+def image_row(*, host: Host | None = None, slug: str = "busybox") -> Image:
+    host = host or host_row()
+    return Image.objects.create(
+        slug=slug,
+        name=slug.title(),
+        host=host,
+        layer=layer_row(host=host),
+        kernel_volume="k",
+        initrd_volume="i",
+        cmdline="console=ttyS0",
+        min_disk_bytes=GIB // 2,
+    )
+
+
+def vm_row(*, owner, image: Image | None = None, state: str = VMState.RUNNING, **kwargs) -> VM:
+    image = image or image_row()
+    defaults = {
+        "name": f"vm-{next(_n)}",
+        "host": image.host,
+        "image": image,
+        "disk_bytes": 4 * GIB,
+        "state": state,
+    }
+    defaults.update(kwargs)
+    vm = VM.objects.create(owner=owner, **defaults)
+    vm.active_layer = layer_row(host=image.host, parent=image.layer)
+    vm.save(update_fields=["active_layer"])
+    return vm

@@ -1,0 +1,164 @@
+"""What a request for a VM may ask, and what is recorded when it is accepted (no libvirt)."""
+
+import threading
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+
+from operations.errors import Busy, InvalidState
+from operations.models import Operation, OperationKind, OperationState
+from tests.factories import image_row, vm_row
+from vms.models import VM, VMState
+from vms.services import (
+    console_send,
+    vm_create,
+    vm_delete,
+    vm_rename,
+    vm_start,
+    vm_stop,
+)
+
+
+@pytest.fixture
+def image(db):
+    return image_row()
+
+
+def test_create_records_a_creating_vm_and_a_queued_operation(alice, image):
+    operation = vm_create(owner=alice, name="web", image=image, memory_mib=512, disk_gib=2)
+    vm = VM.objects.get(owner=alice, name="web")
+    assert vm.state == VMState.CREATING
+    assert (vm.memory_mib, vm.disk_bytes) == (512, 2 * 1024**3)
+    assert operation.kind == OperationKind.VM_CREATE
+    assert operation.state == OperationState.QUEUED
+    assert operation.vm == vm
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"name": "  "}, "name", "Give a name."),
+        ({"name": "x" * 65}, "name", "Keep the name to 64 characters or fewer."),
+        ({"name": "bad\x00name"}, "name", "cannot be shown"),
+        ({"memory_mib": 64}, "memory_mib", "Choose between 128 and 8192 MiB"),
+        ({"vcpus": 0}, "vcpus", "Choose between 1 and 8 vCPUs."),
+        ({"disk_gib": 0}, "disk_gib", "Choose a disk between 1 and 256 GiB"),
+        ({"disk_gib": 10_000}, "disk_gib", "Choose a disk between 1 and 256 GiB"),
+    ],
+)
+def test_create_refuses_bad_input_naming_the_field_and_creates_nothing(
+    alice, image, kwargs, field, message
+):
+    arguments = {"owner": alice, "name": "web", "image": image, **kwargs}
+    with pytest.raises(ValidationError) as caught:
+        vm_create(**arguments)
+    assert message in " ".join(caught.value.message_dict[field])
+    assert not VM.objects.exists()
+    assert not Operation.objects.exists()
+
+
+def test_create_refuses_a_name_the_owner_already_uses(alice, image):
+    vm_create(owner=alice, name="web", image=image)
+    with pytest.raises(ValidationError, match="You already have a VM named 'web'"):
+        vm_create(owner=alice, name="web", image=image)
+    assert VM.objects.count() == 1
+
+
+def test_two_owners_may_use_the_same_name(alice, bob, image):
+    vm_create(owner=alice, name="web", image=image)
+    vm_create(owner=bob, name="web", image=image)
+    assert VM.objects.filter(name="web").count() == 2
+
+
+def test_create_refuses_an_image_that_is_not_offered(alice, image):
+    image.is_public = False
+    image.save()
+    with pytest.raises(ValidationError, match="Choose one of the images offered"):
+        vm_create(owner=alice, name="web", image=image)
+
+
+def test_starting_a_running_vm_is_refused_and_records_nothing(alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.RUNNING)
+    with pytest.raises(InvalidState, match="is already running"):
+        vm_start(vm=vm, user=alice)
+    assert not Operation.objects.exists()
+
+
+def test_stopping_a_stopped_vm_is_refused(alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.STOPPED)
+    with pytest.raises(InvalidState, match="is stopped"):
+        vm_stop(vm=vm, user=alice)
+
+
+def test_acting_on_a_vm_being_created_is_refused(alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.CREATING)
+    with pytest.raises(InvalidState, match="still being created"):
+        vm_stop(vm=vm, user=alice, force=True)
+
+
+def test_a_second_action_on_a_busy_vm_is_refused_naming_the_first(alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.RUNNING)
+    vm_stop(vm=vm, user=alice)
+    with pytest.raises(Busy, match=r"^VM is busy: stop vm \(queued\)"):
+        vm_stop(vm=vm, user=alice, force=True)
+    assert Operation.objects.count() == 1
+
+
+def test_a_vm_is_free_again_once_its_operation_ended(alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.RUNNING)
+    first = vm_stop(vm=vm, user=alice)
+    Operation.objects.filter(pk=first.pk).update(state=OperationState.FAILED)
+    assert vm_stop(vm=vm, user=alice).state == OperationState.QUEUED
+
+
+def test_delete_hides_the_vm_at_once(alice, image):
+    vm = vm_row(owner=alice, image=image)
+    vm_delete(vm=vm, user=alice)
+    assert not VM.objects.visible().filter(pk=vm.pk).exists()
+
+
+def test_rename_refuses_a_name_in_use(alice, image):
+    vm_row(owner=alice, image=image, name="one")
+    two = vm_row(owner=alice, image=image, name="two")
+    with pytest.raises(ValidationError, match="already have a VM named 'one'"):
+        vm_rename(vm=two, name="one")
+    assert vm_rename(vm=two, name="three").name == "three"
+
+
+def test_console_input_is_refused_when_the_vm_is_not_running(alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.STOPPED)
+    with pytest.raises(InvalidState, match="not running"):
+        console_send(vm=vm, user=alice, line="ls")
+
+
+@pytest.mark.parametrize(("line", "message"), [("x" * 513, "512"), ("a\x1bb", "control")])
+def test_console_input_is_limited_to_one_printable_line(alice, image, line, message):
+    vm = vm_row(owner=alice, image=image)
+    with pytest.raises(ValidationError, match=message):
+        console_send(vm=vm, user=alice, line=line)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_requests_on_one_vm_start_exactly_one_operation(alice):
+    vm = vm_row(owner=alice, state=VMState.RUNNING)
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def request(kind_force):
+        barrier.wait()
+        try:
+            vm_stop(vm=vm, user=alice, force=kind_force)
+            outcomes.append("accepted")
+        except Busy:
+            outcomes.append("busy")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request, args=(i % 2 == 0,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["accepted"] + ["busy"] * 7
+    assert Operation.objects.filter(vm=vm).count() == 1

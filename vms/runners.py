@@ -1,0 +1,210 @@
+"""What a worker does for each VM operation. Called by `operations.services.operation_run`.
+
+Each runner takes its claimed Operation, does the libvirt work outside any database
+transaction, reports progress, and records the VM's new state. Runners re-check the VM against
+libvirt rather than trusting the request, so a redelivered or retried operation does nothing
+twice. `recover` repairs what a runner whose worker died left half-done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from django.conf import settings
+
+from operations.errors import InvalidState, OperationFailed
+from operations.models import Operation, OperationKind
+from operations.services import operation_report
+from vms import hypervisor, storage
+from vms.models import VM, VMState
+
+
+def console_log_path(vm: VM) -> Path:
+    return Path(vm.host.console_dir) / f"{vm.id}.log"
+
+
+def guest_hostname(vm: VM) -> str:
+    return f"vm-{vm.id.hex[:8]}"
+
+
+def domain_spec(vm: VM) -> hypervisor.DomainSpec:
+    """The libvirt definition of a VM, made from the database (the source of truth)."""
+    host, image = vm.host, vm.image
+    return hypervisor.DomainSpec(
+        uuid=vm.domain_uuid,
+        domain_type=host.domain_type,
+        vcpus=vm.vcpus,
+        memory_mib=vm.memory_mib,
+        disk_path=storage.layer_path(vm.active_layer),
+        mac=vm.mac_address,
+        kernel_path=storage.volume_path(host, image.kernel_volume),
+        initrd_path=storage.volume_path(host, image.initrd_volume),
+        cmdline=f"{image.cmdline} ks.hostname={guest_hostname(vm)}",
+        console_log=str(console_log_path(vm)),
+        metadata={"vm": str(vm.id), "host": host.name, "pool": host.pool_name},
+    )
+
+
+def domain_define(vm: VM) -> None:
+    hypervisor.domain_define(vm.host.libvirt_uri, hypervisor.domain_xml(domain_spec(vm)))
+
+
+def _vm(operation: Operation) -> VM:
+    if operation.vm_id is None:
+        raise OperationFailed("The VM no longer exists.")
+    vm = VM.objects.select_related("host", "image", "active_layer__host").get(pk=operation.vm_id)
+    operation.vm = vm
+    return vm
+
+
+def _set_state(vm: VM, state: str) -> None:
+    VM.objects.filter(pk=vm.pk).update(state=state)
+    vm.state = state
+
+
+def _domain_state(vm: VM) -> str | None:
+    return hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid)
+
+
+def create(operation: Operation) -> dict:
+    """Build the VM's disk as a new layer, define its domain, and boot it."""
+    vm = _vm(operation)
+    if vm.state != VMState.CREATING:
+        return {"vm": str(vm.id)}  # done by an earlier delivery of this operation
+    try:
+        operation_report(operation, progress=10, message="Creating the disk")
+        parent, full_copy = creation_source(vm, operation)
+        layer = storage.layer_create(
+            host=vm.host, parent=parent, virtual_size=vm.disk_bytes, full_copy=full_copy
+        )
+        VM.objects.filter(pk=vm.pk).update(active_layer=layer)
+        vm.active_layer = layer
+        operation_report(operation, progress=60, message="Defining the VM")
+        domain_define(vm)
+        operation_report(operation, progress=80, message="Booting")
+        hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+    except BaseException:
+        discard(vm)
+        raise
+    _set_state(vm, VMState.RUNNING)
+    return {"vm": str(vm.id)}
+
+
+def creation_source(vm: VM, operation: Operation):
+    """The layer a new VM's disk builds on, and whether to copy it instead."""
+    return vm.image.layer, False
+
+
+def start(operation: Operation) -> dict:
+    vm = _vm(operation)
+    if _domain_state(vm) == "running":
+        _set_state(vm, VMState.RUNNING)
+        return {}
+    if vm.state != VMState.STOPPED:
+        raise InvalidState(f"The VM is {vm.get_state_display().lower()}, so it cannot start.")
+    operation_report(operation, progress=30, message="Booting")
+    domain_define(vm)
+    hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+    _set_state(vm, VMState.RUNNING)
+    return {}
+
+
+def power_off(vm: VM, operation: Operation, *, force: bool) -> bool:
+    """Stop the guest: the ACPI power button first (unless `force`), then pull the plug.
+
+    Returns True when the guest had to be forced off.
+    """
+    uri = vm.host.libvirt_uri
+    if _domain_state(vm) in (None, "shutoff"):
+        return False
+    if not force:
+        operation_report(operation, progress=20, message="Asking the guest to power off")
+        if hypervisor.domain_shutdown(uri, vm.domain_uuid, timeout=settings.VM_STOP_TIMEOUT):
+            return False
+        operation_report(
+            operation,
+            progress=70,
+            message=f"No power-off after {settings.VM_STOP_TIMEOUT} s; forcing it off",
+        )
+    hypervisor.domain_destroy(uri, vm.domain_uuid)
+    return True
+
+
+def stop(operation: Operation) -> dict:
+    vm = _vm(operation)
+    forced = power_off(vm, operation, force=False)
+    _set_state(vm, VMState.STOPPED)
+    return {"forced": forced}
+
+
+def force_stop(operation: Operation) -> dict:
+    vm = _vm(operation)
+    power_off(vm, operation, force=True)
+    _set_state(vm, VMState.STOPPED)
+    return {"forced": True}
+
+
+def reboot(operation: Operation) -> dict:
+    """A clean power cycle: power off (forcing after the timeout), then boot again."""
+    vm = _vm(operation)
+    forced = power_off(vm, operation, force=False)
+    _set_state(vm, VMState.STOPPED)
+    operation_report(operation, progress=80, message="Booting")
+    domain_define(vm)
+    hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+    _set_state(vm, VMState.RUNNING)
+    return {"forced": forced}
+
+
+def delete(operation: Operation) -> dict:
+    vm = _vm(operation)
+    operation_report(operation, progress=20, message="Stopping and removing the VM")
+    discard(vm)
+    return {}
+
+
+def discard(vm: VM) -> None:
+    """Remove a VM from libvirt, free the layers only it needed, and delete its row.
+
+    Its snapshots stay: they own their layers, so the chain under them is kept.
+    """
+    host = vm.host
+    hypervisor.domain_undefine(host.libvirt_uri, vm.domain_uuid)
+    layer_id = vm.active_layer_id
+    VM.objects.filter(pk=vm.pk).update(active_layer=None, state=VMState.DELETING)
+    if layer_id is not None:
+        storage.layer_release(layer_id)
+    log = console_log_path(vm)
+    for path in [log, *log.parent.glob(f"{log.name}.*")]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    VM.objects.filter(pk=vm.pk).delete()
+
+
+def recover(operation: Operation) -> str:
+    """Bring a VM whose operation died half-way to a consistent state; say what was done."""
+    if operation.vm_id is None:
+        return "Nothing was left to repair."
+    vm = VM.objects.select_related("host", "image", "active_layer").filter(pk=operation.vm_id)
+    vm = vm.first()
+    if vm is None:
+        return "Nothing was left to repair."
+    if operation.kind == OperationKind.VM_CREATE and vm.state == VMState.CREATING:
+        discard(vm)
+        return "The half-created VM was removed."
+    if vm.state == VMState.DELETING:
+        discard(vm)
+        return "The VM's deletion was completed."
+    return vm_sync_state(vm)
+
+
+def vm_sync_state(vm: VM) -> str:
+    """Set the VM's recorded state from what libvirt says; say what it is."""
+    actual = _domain_state(vm)
+    if actual is None:
+        _set_state(vm, VMState.ERROR)
+        return "The VM's domain is missing from libvirt; the VM was marked as in error."
+    state = VMState.RUNNING if actual in ("running", "paused") else VMState.STOPPED
+    _set_state(vm, state)
+    return f"The VM is {state.label.lower()}."

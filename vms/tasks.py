@@ -1,0 +1,12 @@
+"""Task-queue entry points of the vms app. Thin: load by id, call the adapter or a service."""
+
+from vms import hypervisor
+from vms.models import VM
+
+
+def console_send(vm_id: str, line: str) -> None:
+    """Type a line into a running guest's console."""
+    vm = VM.objects.select_related("host").filter(pk=vm_id).first()
+    if vm is None:
+        return
+    hypervisor.console_send(vm.host.libvirt_uri, vm.domain_uuid, (line + "\n").encode())
