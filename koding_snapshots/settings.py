@@ -153,6 +153,8 @@ STORAGE_POOL = env_str("STORAGE_POOL", "koding-snapshots")
 OPERATION_TIMEOUT = env_int("OPERATION_TIMEOUT", 1800, minimum=60, maximum=86400)
 # Seconds a guest gets to power off after the ACPI button before it is forced off.
 VM_STOP_TIMEOUT = env_int("VM_STOP_TIMEOUT", 60, minimum=1, maximum=3600)
+# Disk chains deeper than this many layers are flattened in the background.
+MAX_CHAIN_DEPTH = env_int("MAX_CHAIN_DEPTH", 16, minimum=2, maximum=200)
 # A worker that has not reported for this long is reported as down by the health check.
 WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 180, minimum=30)
 

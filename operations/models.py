@@ -14,6 +14,11 @@ class OperationKind(models.TextChoices):
     VM_FORCE_STOP = "vm.force_stop", "Force stop VM"
     VM_REBOOT = "vm.reboot", "Reboot VM"
     VM_DELETE = "vm.delete", "Delete VM"
+    VM_FLATTEN = "vm.flatten", "Flatten disk"
+    SNAPSHOT_TAKE = "snapshot.take", "Take snapshot"
+    SNAPSHOT_RESTORE = "snapshot.restore", "Restore snapshot"
+    SNAPSHOT_NEW_VM = "snapshot.new_vm", "New VM from snapshot"
+    SNAPSHOT_DELETE = "snapshot.delete", "Delete snapshot"
 
 
 class OperationState(models.TextChoices):
@@ -59,6 +64,13 @@ class Operation(models.Model):
     )
     vm = models.ForeignKey(
         "vms.VM", null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    snapshot = models.ForeignKey(
+        "snapshots.Snapshot",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="operations",
     )
     target_name = models.CharField(max_length=200, help_text="What it acted on, for the record.")
     params = models.JSONField(default=dict, blank=True)

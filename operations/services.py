@@ -36,14 +36,20 @@ RUNNERS = {
     OperationKind.VM_FORCE_STOP: "vms.runners.force_stop",
     OperationKind.VM_REBOOT: "vms.runners.reboot",
     OperationKind.VM_DELETE: "vms.runners.delete",
+    OperationKind.VM_FLATTEN: "snapshots.runners.flatten",
+    OperationKind.SNAPSHOT_TAKE: "snapshots.runners.take",
+    OperationKind.SNAPSHOT_RESTORE: "snapshots.runners.restore",
+    OperationKind.SNAPSHOT_NEW_VM: "vms.runners.create",
+    OperationKind.SNAPSHOT_DELETE: "snapshots.runners.delete",
 }
 
 # What repairs the half-done work of an operation whose worker died: returns a sentence.
-RECOVERERS = {kind: "vms.runners.recover" for kind in RUNNERS}
+RECOVERERS = {kind: "snapshots.runners.recover" for kind in RUNNERS}
 
 # Periodic tasks, by name: (function, minutes between runs).
 SCHEDULES = {
     "worker heartbeat": ("operations.tasks.heartbeat", 1),
+    "flatten deep disk chains": ("vms.tasks.flatten_deep_chains", 10),
 }
 
 UNEXPECTED_ERROR = (

@@ -1,0 +1,123 @@
+"""Snapshots and the plans that limit them.
+
+A snapshot is a read-only disk layer frozen at one moment, with the name its owner gave it. It
+belongs to the owner, not to the VM: it outlives the VM and can seed any number of new VMs.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+GIB = 1024**3
+
+
+class Plan(models.Model):
+    """What an account may keep. Koding's plans are the default table; admins edit them."""
+
+    slug = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=64)
+    max_snapshots = models.PositiveIntegerField(help_text="Snapshots an account may keep.")
+    max_snapshot_bytes = models.BigIntegerField(
+        help_text="Bytes on disk an account's snapshots may take."
+    )
+    max_vms = models.PositiveIntegerField(default=5, help_text="VMs an account may have.")
+    is_default = models.BooleanField(default=False, help_text="Given to new accounts.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_plan"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_snapshot_bytes__gte=0), name="plan_bytes_not_negative"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class SnapshotState(models.TextChoices):
+    CREATING = "creating", "Creating"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+    DELETING = "deleting", "Deleting"
+
+
+class SnapshotKind(models.TextChoices):
+    MANUAL = "manual", "Snapshot"
+    BEFORE_RESTORE = "before_restore", "Before restore"
+
+
+class SnapshotQuerySet(models.QuerySet):
+    def visible(self):
+        return self.exclude(state__in=[SnapshotState.DELETING, SnapshotState.FAILED])
+
+    def counted(self):
+        """The snapshots a plan's limits count: the owner's own, not the automatic ones."""
+        return self.filter(kind=SnapshotKind.MANUAL).exclude(state=SnapshotState.FAILED)
+
+
+class Snapshot(models.Model):
+    """The whole disk of a VM at one moment, kept as a read-only layer."""
+
+    NAME_MAX = 64
+    DESCRIPTION_MAX = 1000
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="snapshots"
+    )
+    source_vm = models.ForeignKey(
+        "vms.VM", null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots"
+    )
+    source_vm_name = models.CharField(max_length=64, help_text="The VM's name when taken.")
+    image = models.ForeignKey(
+        "vms.Image",
+        on_delete=models.PROTECT,
+        related_name="snapshots",
+        help_text="The image whose kernel the disk boots with.",
+    )
+    name = models.CharField(max_length=NAME_MAX)
+    description = models.TextField(blank=True, max_length=DESCRIPTION_MAX)
+    kind = models.CharField(
+        max_length=16, choices=SnapshotKind.choices, default=SnapshotKind.MANUAL
+    )
+    layer = models.ForeignKey(
+        "vms.Layer", null=True, blank=True, on_delete=models.PROTECT, related_name="snapshots"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    size_bytes = models.BigIntegerField(default=0, help_text="Bytes its layer takes on disk.")
+    disk_bytes = models.BigIntegerField(default=0, help_text="Size of the disk it froze.")
+    quiesced = models.BooleanField(
+        default=False,
+        help_text="File systems were frozen by the guest agent (else crash-consistent).",
+    )
+    state = models.CharField(
+        max_length=16, choices=SnapshotState.choices, default=SnapshotState.CREATING
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SnapshotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["source_vm", "-created_at"]),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        from django.urls import reverse
+
+        return reverse("snapshot_detail", args=[self.id])

@@ -22,17 +22,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def alice(db):
+def plans(db):
+    """Koding's plan table, as the data migration seeds it (transactional tests empty tables)."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("snapshots.migrations.0002_seed_plans").seed(apps, None)
+
+
+@pytest.fixture
+def alice(plans):
     return user_create(username="alice", password="correct-horse-battery", email="a@example.com")
 
 
 @pytest.fixture
-def bob(db):
+def bob(plans):
     return user_create(username="bob", password="correct-horse-battery", email="b@example.com")
 
 
 @pytest.fixture
-def charlie(db):
+def charlie(plans):
     return user_create(username="charlie", password="correct-horse-battery", is_staff=True)
 
 
@@ -194,3 +204,10 @@ def make_vm(transactional_db, image, sync_tasks):
         return VM.objects.select_related("host", "image", "active_layer").get(pk=operation.vm_id)
 
     return make
+
+
+def succeeded(operation):
+    """Assert an operation ran to success (tasks run inline under `sync_tasks`)."""
+    operation.refresh_from_db()
+    assert operation.state == "succeeded", operation.error
+    return operation

@@ -516,6 +516,21 @@ def domain_snapshot_disk(
         _domain(uri, domain_uuid).snapshotCreateXML(ET.tostring(root, encoding="unicode"), flags)
 
 
+def domain_block_pull(uri: str, domain_uuid: uuid.UUID, *, on_progress=None) -> None:
+    """Copy everything the running guest's disk is layered on into its top layer, so the top
+    no longer needs a backing chain. The guest keeps running; the copy takes time."""
+    with _libvirt_errors():
+        dom = _domain(uri, domain_uuid)
+        dom.blockPull(DISK_TARGET, 0, 0)
+        while True:
+            info = dom.blockJobInfo(DISK_TARGET, 0)
+            if not info:
+                return
+            if on_progress and info.get("end"):
+                on_progress(info["cur"] / info["end"])
+            time.sleep(0.2)
+
+
 @dataclass(frozen=True)
 class DomainRecord:
     uuid: uuid.UUID

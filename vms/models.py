@@ -134,6 +134,22 @@ class VM(models.Model):
     active_layer = models.ForeignKey(
         Layer, null=True, blank=True, on_delete=models.PROTECT, related_name="active_for"
     )
+    source_snapshot = models.ForeignKey(
+        "snapshots.Snapshot",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="seeded_vms",
+        help_text="The snapshot this VM was started from.",
+    )
+    current_snapshot = models.ForeignKey(
+        "snapshots.Snapshot",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The snapshot the disk builds on: the last taken, restored or started from.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -53,7 +53,9 @@ def domain_define(vm: VM) -> None:
 def _vm(operation: Operation) -> VM:
     if operation.vm_id is None:
         raise OperationFailed("The VM no longer exists.")
-    vm = VM.objects.select_related("host", "image", "active_layer__host").get(pk=operation.vm_id)
+    vm = VM.objects.select_related(
+        "host", "image", "active_layer__host", "source_snapshot__layer__host"
+    ).get(pk=operation.vm_id)
     operation.vm = vm
     return vm
 
@@ -78,7 +80,9 @@ def create(operation: Operation) -> dict:
         layer = storage.layer_create(
             host=vm.host, parent=parent, virtual_size=vm.disk_bytes, full_copy=full_copy
         )
-        VM.objects.filter(pk=vm.pk).update(active_layer=layer)
+        VM.objects.filter(pk=vm.pk).update(
+            active_layer=layer, current_snapshot=vm.source_snapshot_id
+        )
         vm.active_layer = layer
         operation_report(operation, progress=60, message="Defining the VM")
         domain_define(vm)
@@ -93,6 +97,11 @@ def create(operation: Operation) -> dict:
 
 def creation_source(vm: VM, operation: Operation):
     """The layer a new VM's disk builds on, and whether to copy it instead."""
+    if vm.source_snapshot_id is not None:
+        snapshot = vm.source_snapshot
+        if snapshot.layer is None:
+            raise OperationFailed("The snapshot this VM was to start from has been deleted.")
+        return snapshot.layer, bool(operation.params.get("full_copy"))
     return vm.image.layer, False
 
 
@@ -190,7 +199,8 @@ def recover(operation: Operation) -> str:
     vm = vm.first()
     if vm is None:
         return "Nothing was left to repair."
-    if operation.kind == OperationKind.VM_CREATE and vm.state == VMState.CREATING:
+    creating = (OperationKind.VM_CREATE, OperationKind.SNAPSHOT_NEW_VM)
+    if operation.kind in creating and vm.state == VMState.CREATING:
         discard(vm)
         return "The half-created VM was removed."
     if vm.state == VMState.DELETING:

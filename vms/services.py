@@ -11,10 +11,11 @@ import re
 import unicodedata
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from operations.errors import InvalidState
+from operations.errors import InvalidState, LimitExceeded
 from operations.models import Operation, OperationKind
 from operations.services import operation_start
 from vms import hypervisor
@@ -69,6 +70,26 @@ def _name_taken(owner, name: str, *, exclude=None) -> bool:
     return others.exists()
 
 
+def lock_owner(owner) -> None:
+    """Serialize the limit checks of one account (a row lock on the user)."""
+    from accounts.models import User
+
+    User.objects.select_for_update().filter(pk=owner.pk).first()
+
+
+def vm_limit_check(owner) -> None:
+    """Refuse when the owner's plan has no room for another VM. Call with the owner locked."""
+    from snapshots.selectors import plan_for
+
+    plan = plan_for(owner)
+    count = VM.objects.visible().filter(owner=owner).count()
+    if count >= plan.max_vms:
+        raise LimitExceeded(
+            f"Your {plan.name} plan allows {plan.max_vms} VM{'s' if plan.max_vms != 1 else ''} "
+            f"and you have {count}; delete one to make room."
+        )
+
+
 def vm_validate_size(*, image: Image, vcpus: int, memory_mib: int, disk_gib: int) -> None:
     errors = {}
     if not 1 <= vcpus <= VM.MAX_VCPUS:
@@ -106,6 +127,8 @@ def vm_create(
     host = image.host
     try:
         with transaction.atomic():
+            lock_owner(owner)
+            vm_limit_check(owner)
             vm = VM.objects.create(
                 owner=owner,
                 name=name,
@@ -137,6 +160,7 @@ _NEEDS = {
     OperationKind.VM_FORCE_STOP: ({VMState.RUNNING, VMState.ERROR}, "force off"),
     OperationKind.VM_REBOOT: ({VMState.RUNNING}, "reboot"),
     OperationKind.VM_DELETE: ({VMState.STOPPED, VMState.RUNNING, VMState.ERROR}, "delete"),
+    OperationKind.VM_FLATTEN: ({VMState.STOPPED, VMState.RUNNING}, "flatten its disk"),
 }
 
 
@@ -193,6 +217,28 @@ def vm_reboot(*, vm: VM, user, **kwargs) -> Operation:
 def vm_delete(*, vm: VM, user, **kwargs) -> Operation:
     """Delete a VM and the disk layers only it needs; its snapshots are kept."""
     return vm_act(vm=vm, kind=OperationKind.VM_DELETE, user=user, **kwargs)
+
+
+def vm_flatten(*, vm: VM, user=None, **kwargs) -> Operation:
+    """Copy the VM's disk chain into one layer (in the background), to keep chains short."""
+    return vm_act(vm=vm, kind=OperationKind.VM_FLATTEN, user=user, **kwargs)
+
+
+def vms_flatten_deep_chains() -> list[Operation]:
+    """Start a flatten for every idle VM whose disk chain is deeper than MAX_CHAIN_DEPTH."""
+    from operations.errors import ServiceError
+
+    started = []
+    deep = VM.objects.filter(
+        state__in=[VMState.RUNNING, VMState.STOPPED],
+        active_layer__depth__gt=settings.MAX_CHAIN_DEPTH,
+    ).select_related("owner")
+    for vm in deep:
+        try:
+            started.append(vm_flatten(vm=vm))
+        except ServiceError:
+            continue  # busy now; the next run tries again
+    return started
 
 
 def vm_rename(*, vm: VM, name: str) -> VM:

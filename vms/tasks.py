@@ -10,3 +10,10 @@ def console_send(vm_id: str, line: str) -> None:
     if vm is None:
         return
     hypervisor.console_send(vm.host.libvirt_uri, vm.domain_uuid, (line + "\n").encode())
+
+
+def flatten_deep_chains() -> None:
+    """Scheduled: start a flatten for VMs whose disk chains grew too deep."""
+    from vms.services import vms_flatten_deep_chains
+
+    vms_flatten_deep_chains()

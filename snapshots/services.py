@@ -1,0 +1,264 @@
+"""Business rules for snapshots: take, restore, new VM from a snapshot, rename, delete.
+
+Each long action is an Operation on the VM it changes (one at a time per VM), run by a worker
+through `snapshots.runners`. Limits are checked with the owner's row locked, so a burst of
+parallel requests can never take more than the plan allows.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.template.defaultfilters import filesizeformat
+
+from accounts.models import User
+from operations.errors import InvalidState, LimitExceeded
+from operations.models import Operation, OperationKind
+from operations.services import operation_start
+from snapshots.models import Snapshot, SnapshotState
+from snapshots.selectors import usage_for
+from vms.models import VM, VMState
+from vms.services import GIB, clean_name, lock_owner, vm_limit_check, vm_validate_size
+
+
+def clean_description(description: str | None) -> str:
+    description = (description or "").strip()
+    if len(description) > Snapshot.DESCRIPTION_MAX:
+        raise ValidationError(
+            {"description": f"Keep the description to {Snapshot.DESCRIPTION_MAX} characters."}
+        )
+    if "\x00" in description:
+        raise ValidationError({"description": "The description contains a NUL character."})
+    return description
+
+
+def snapshot_limit_check(owner) -> None:
+    """Refuse when the owner's plan has no room for another snapshot. Call with the owner locked."""
+    usage = usage_for(owner)
+    plan = usage.plan
+    if usage.snapshots >= plan.max_snapshots:
+        if plan.max_snapshots == 0:
+            raise LimitExceeded(
+                f"Your {plan.name} plan does not include snapshots; "
+                "ask an administrator for a plan that does."
+            )
+        raise LimitExceeded(
+            f"Your {plan.name} plan allows {plan.max_snapshots} snapshot"
+            f"{'s' if plan.max_snapshots != 1 else ''} and you have {usage.snapshots}; "
+            "delete one to make room."
+        )
+    if usage.snapshot_bytes >= plan.max_snapshot_bytes:
+        raise LimitExceeded(
+            f"Your snapshots take {filesizeformat(usage.snapshot_bytes)}, the most your "
+            f"{plan.name} plan allows ({filesizeformat(plan.max_snapshot_bytes)}); "
+            "delete one to make room."
+        )
+
+
+def snapshot_take(
+    *,
+    vm: VM,
+    user,
+    name: str,
+    description: str = "",
+    idempotency_key: str | None = None,
+) -> Operation:
+    """Freeze the VM's whole disk now, running or not. Recorded now, done by a worker."""
+    name = clean_name(name, what="snapshot name")
+    description = clean_description(description)
+    with transaction.atomic():
+        lock_owner(vm.owner)
+        operation = operation_start(
+            kind=OperationKind.SNAPSHOT_TAKE,
+            owner=vm.owner,
+            requester=user,
+            vm=vm,
+            target_name=f"{vm.name}: {name}",
+            idempotency_key=idempotency_key,
+        )
+        current = VM.objects.get(pk=vm.pk)
+        if current.state not in (VMState.RUNNING, VMState.STOPPED):
+            raise InvalidState(
+                f"VM {vm.name!r} is {current.get_state_display().lower()}; "
+                "a snapshot needs a VM that is running or stopped."
+            )
+        snapshot_limit_check(vm.owner)
+        snapshot = Snapshot.objects.create(
+            owner=vm.owner,
+            source_vm=vm,
+            source_vm_name=vm.name,
+            image_id=vm.image_id,
+            name=name,
+            description=description,
+            disk_bytes=vm.disk_bytes,
+        )
+        Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
+        operation.snapshot = snapshot
+    return operation
+
+
+def _ready(snapshot: Snapshot) -> Snapshot:
+    """Lock the snapshot's row and make sure it can be used."""
+    locked = Snapshot.objects.select_for_update().filter(pk=snapshot.pk).first()
+    if locked is None or locked.state == SnapshotState.DELETING:
+        raise InvalidState("This snapshot has been deleted.")
+    if locked.state == SnapshotState.CREATING:
+        raise InvalidState(
+            f"Snapshot {locked.name!r} is still being created; try again when it is ready."
+        )
+    if locked.state != SnapshotState.READY:
+        raise InvalidState(f"Snapshot {locked.name!r} failed and cannot be used; delete it.")
+    return locked
+
+
+def snapshot_restore(
+    *, snapshot: Snapshot, user, vm: VM | None = None, idempotency_key: str | None = None
+) -> Operation:
+    """Put the VM's disk back to the snapshot. Undoable: the current disk is kept first as an
+    automatic "before restore" snapshot. A running VM is running again afterwards."""
+    vm = vm or snapshot.source_vm
+    if vm is None:
+        raise InvalidState(
+            f"The VM snapshot {snapshot.name!r} was taken of no longer exists; "
+            "start a new VM from the snapshot instead."
+        )
+    if vm.owner_id != snapshot.owner_id:
+        raise InvalidState("A snapshot can only be restored onto a VM of its owner.")
+    if vm.image_id != snapshot.image_id:
+        raise InvalidState(
+            f"Snapshot {snapshot.name!r} was taken of a VM with another image than "
+            f"{vm.name!r}; start a new VM from it instead."
+        )
+    with transaction.atomic():
+        snapshot = _ready(snapshot)
+        operation = operation_start(
+            kind=OperationKind.SNAPSHOT_RESTORE,
+            owner=vm.owner,
+            requester=user,
+            vm=vm,
+            target_name=f"{vm.name}: {snapshot.name}",
+            params={"snapshot": str(snapshot.pk)},
+            idempotency_key=idempotency_key,
+        )
+        current = VM.objects.get(pk=vm.pk)
+        if current.state not in (VMState.RUNNING, VMState.STOPPED):
+            raise InvalidState(
+                f"VM {vm.name!r} is {current.get_state_display().lower()}; "
+                "a restore needs a VM that is running or stopped."
+            )
+        Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
+        operation.snapshot = snapshot
+    return operation
+
+
+def snapshot_new_vm(
+    *,
+    snapshot: Snapshot,
+    user,
+    name: str,
+    full_copy: bool = False,
+    vcpus: int | None = None,
+    memory_mib: int | None = None,
+    idempotency_key: str | None = None,
+) -> Operation:
+    """Start a new VM whose disk begins as the snapshot's: a new layer on it (instant), or with
+    `full_copy` an independent copy of the whole disk."""
+    owner = snapshot.owner
+    name = clean_name(name)
+    source = snapshot.source_vm
+    vcpus = vcpus or (source.vcpus if source else 1)
+    memory_mib = memory_mib or (source.memory_mib if source else 256)
+    disk_gib = max(1, -(-snapshot.disk_bytes // GIB))
+    vm_validate_size(image=snapshot.image, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
+    if VM.objects.filter(owner=owner, name=name).exists():
+        raise ValidationError({"name": f"You already have a VM named {name!r}."})
+    try:
+        with transaction.atomic():
+            snapshot = _ready(snapshot)
+            lock_owner(owner)
+            vm_limit_check(owner)
+            vm = VM.objects.create(
+                owner=owner,
+                name=name,
+                host=snapshot.image.host,
+                image=snapshot.image,
+                vcpus=vcpus,
+                memory_mib=memory_mib,
+                disk_bytes=max(snapshot.disk_bytes, GIB),
+                source_snapshot=snapshot,
+            )
+            operation = operation_start(
+                kind=OperationKind.SNAPSHOT_NEW_VM,
+                owner=owner,
+                requester=user,
+                vm=vm,
+                target_name=f"{name} from {snapshot.name}",
+                params={"snapshot": str(snapshot.pk), "full_copy": bool(full_copy)},
+                idempotency_key=idempotency_key,
+            )
+            Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
+            operation.snapshot = snapshot
+            return operation
+    except IntegrityError:
+        if VM.objects.filter(owner=owner, name=name).exists():
+            raise ValidationError({"name": f"You already have a VM named {name!r}."}) from None
+        raise
+
+
+def snapshot_rename(
+    *, snapshot: Snapshot, name: str | None = None, description: str | None = None
+) -> Snapshot:
+    """Change what the user calls a snapshot (display only)."""
+    fields = {}
+    if name is not None:
+        fields["name"] = clean_name(name, what="snapshot name")
+    if description is not None:
+        fields["description"] = clean_description(description)
+    if fields:
+        Snapshot.objects.filter(pk=snapshot.pk).update(**fields)
+        for key, value in fields.items():
+            setattr(snapshot, key, value)
+    return snapshot
+
+
+def snapshot_delete(*, snapshot: Snapshot, user, idempotency_key: str | None = None) -> Operation:
+    """Remove a snapshot from the user's view at once; its layer is freed in the background
+    when no disk builds on it any more (a VM or another snapshot may still need it)."""
+    with transaction.atomic():
+        locked = Snapshot.objects.select_for_update().filter(pk=snapshot.pk).first()
+        if locked is None or locked.state == SnapshotState.DELETING:
+            raise InvalidState("This snapshot has already been deleted.")
+        if locked.state == SnapshotState.CREATING:
+            raise InvalidState(
+                f"Snapshot {locked.name!r} is still being created; delete it when it is ready."
+            )
+        in_use = Operation.objects.active().filter(snapshot=locked).first()
+        if in_use is not None:
+            raise InvalidState(
+                f"Snapshot {locked.name!r} is in use ({in_use.get_kind_display().lower()}); "
+                "try again when that finishes."
+            )
+        operation = operation_start(
+            kind=OperationKind.SNAPSHOT_DELETE,
+            owner=locked.owner,
+            requester=user,
+            target_name=locked.name,
+            params={"layer": str(locked.layer_id) if locked.layer_id else None},
+            idempotency_key=idempotency_key,
+        )
+        snapshot_forget(locked)
+    return operation
+
+
+def snapshot_forget(snapshot: Snapshot) -> None:
+    """Delete a snapshot's row; its children now hang off its parent. The layer stays for
+    `vms.storage.layer_release` to free once nothing needs it."""
+    Snapshot.objects.filter(parent=snapshot).update(parent=snapshot.parent_id)
+    VM.objects.filter(current_snapshot=snapshot).update(current_snapshot=snapshot.parent_id)
+    snapshot.delete()
+
+
+def plan_change(*, user, plan) -> None:
+    """Move an account to another plan (what it keeps beyond the new limits stays)."""
+    User.objects.filter(pk=user.pk).update(plan=plan)
+    user.plan = plan
