@@ -75,11 +75,10 @@ def prepare(user, image, name: str, data_gib: int) -> VM:
     path = storage.layer_path(vm.active_layer)
     # Written from the host while the guest is off: the same bytes a guest would leave in its
     # disk layer, at disk speed instead of emulated-CPU speed.
-    subprocess.run(
-        ["qemu-io", "-f", "qcow2", "-c", f"write -P 0xab 0 {data_gib}G", path],
-        check=True,
-        capture_output=True,
-    )
+    writes = []
+    for gib in range(data_gib):  # qemu-io writes at most 2 GiB per command
+        writes += ["-c", f"write -P 0xab {gib}G 1G"]
+    subprocess.run(["qemu-io", "-f", "qcow2", *writes, path], check=True, capture_output=True)
     vm.refresh_from_db()
     ok(vm_start(vm=vm, user=user))
     time.sleep(6)  # let it boot; the operations below do not wait for the guest
@@ -123,6 +122,7 @@ def measure(user, image, data_gib: int, repeats: int) -> dict:
     takes, restores, new_vms, virsh, copies = [], [], [], [], []
     with tempfile.TemporaryDirectory(dir=vm.host.pool_path + "/..", prefix="bench-") as tmp:
         workdir = Path(tmp)
+        workdir.chmod(0o755)  # QEMU runs as another user and must reach the files in it
         for i in range(repeats):
             seconds, operation = timed(
                 lambda i=i: ok(snapshot_take(vm=vm, user=user, name=f"t{i}"))

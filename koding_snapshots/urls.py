@@ -8,4 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("vms.urls")),
+    path("", include("snapshots.urls")),
+    path("", include("operations.urls")),
 ]

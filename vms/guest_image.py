@@ -36,9 +36,10 @@ ttyS0::respawn:-/bin/sh
 
 RCS = f"""\
 #!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# The initrd hands over /proc, /sys and /dev already mounted; mount what is missing.
+grep -q " /proc " /proc/mounts 2>/dev/null || mount -t proc proc /proc
+grep -q " /sys " /proc/mounts || mount -t sysfs sysfs /sys
+grep -q " /dev " /proc/mounts || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run

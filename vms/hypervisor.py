@@ -543,11 +543,10 @@ def domains(uri: str) -> list[DomainRecord]:
     """Every domain this service defined (recognised by its metadata element)."""
     records = []
     with _libvirt_errors():
-        for dom in connect(uri).listAllDomains(0):
-            try:
-                raw = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0)
-            except libvirt.libvirtError:
-                continue
+        found = connect(uri).listAllDomains(0)
+    for dom in found:
+        try:
+            raw = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0)
             records.append(
                 DomainRecord(
                     uuid=uuid.UUID(dom.UUIDString()),
@@ -556,6 +555,8 @@ def domains(uri: str) -> list[DomainRecord]:
                     metadata=dict(ET.fromstring(raw).attrib),
                 )
             )
+        except libvirt.libvirtError:
+            continue  # not ours (no metadata), or undefined while we looked
     return records
 
 

@@ -1,10 +1,178 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Prefetch, Q
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from vms.models import VM
+from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
+from koding_snapshots.pages import attempt
+from operations.errors import ServiceError
+from operations.models import Operation
+from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
+from snapshots.models import SnapshotState
+from snapshots.selectors import usage_for
+from snapshots.services import snapshot_new_vm
+from vms import services
+from vms.forms import ConsoleLineForm, VMCreateForm
+from vms.models import Image, VMState
+
+
+def _active_operations():
+    return Prefetch(
+        "operations",
+        queryset=Operation.objects.active().order_by("created_at"),
+        to_attr="active_operations",
+    )
 
 
 @login_required
+@require_GET
 def dashboard(request):
-    vms = VM.objects.visible().filter(owner=request.user).select_related("image")
-    return render(request, "vms/dashboard.html", {"vms": vms})
+    vms = (
+        vms_of(request.user)
+        .select_related("image")
+        .annotate(snapshot_count=Count("snapshots", filter=Q(snapshots__state=SnapshotState.READY)))
+        .prefetch_related(_active_operations())
+    )
+    busy = any(vm.active_operations or vm.state == VMState.CREATING for vm in vms)
+    context = {"vms": vms, "busy": busy, "usage": usage_for(request.user)}
+    if request.headers.get("HX-Request"):
+        return render(request, "vms/_vm_table.html", context)
+    return render(request, "vms/dashboard.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def vm_new(request):
+    images = Image.objects.filter(is_public=True)
+    snapshots = snapshots_of(request.user).filter(state=SnapshotState.READY)
+    initial = {}
+    if request.GET.get("snapshot"):
+        initial["source"] = f"snapshot:{request.GET['snapshot']}"
+    form = VMCreateForm(request.POST or None, images=images, snapshots=snapshots, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        kind, _, ref = data["source"].partition(":")
+        try:
+            if kind == "snapshot":
+                operation = snapshot_new_vm(
+                    snapshot=snapshot_for(request.user, ref),
+                    user=request.user,
+                    name=data["name"],
+                    full_copy=data["full_copy"],
+                    vcpus=data["vcpus"],
+                    memory_mib=data["memory_mib"],
+                )
+            else:
+                operation = services.vm_create(
+                    owner=request.user,
+                    name=data["name"],
+                    image=services.image_for_new_vm(ref),
+                    vcpus=data["vcpus"],
+                    memory_mib=data["memory_mib"],
+                    disk_gib=data["disk_gib"],
+                )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Creating VM {data['name']!r}…")
+            return redirect("vm_detail", operation.vm_id)
+    return render(request, "vms/vm_new.html", {"form": form})
+
+
+def _vm_context(request, vm):
+    snapshots = (
+        snapshots_of(request.user)
+        .filter(source_vm=vm)
+        .select_related("parent", "source_vm")
+        .order_by("-created_at")
+    )
+    operation = Operation.objects.active().filter(vm=vm).first()
+    recent = Operation.objects.filter(vm=vm).exclude(pk=getattr(operation, "pk", None))
+    return {
+        "vm": vm,
+        "snapshots": snapshots,
+        "operation": operation,
+        "last_operation": recent.order_by("-created_at").first(),
+        "usage": usage_for(request.user),
+        "take_form": SnapshotTakeForm(),
+        "rename_form": SnapshotRenameForm(),
+        "new_vm_form": SnapshotNewVMForm(),
+    }
+
+
+@login_required
+@require_GET
+def vm_detail(request, pk):
+    vm = vm_for(request.user, pk, vms_of(request.user).select_related("image", "current_snapshot"))
+    context = _vm_context(request, vm)
+    context["console"] = services.console_read(vm=vm)
+    context["console_form"] = ConsoleLineForm()
+    return render(request, "vms/vm_detail.html", context)
+
+
+@login_required
+@require_GET
+def vm_live(request, pk):
+    """The part of the VM page that changes while an operation runs (polled only then)."""
+    queryset = vms_of(request.user).select_related("image", "current_snapshot")
+    try:
+        vm = vm_for(request.user, pk, queryset)
+    except Http404:
+        # Deleted while the page watched: send the person back to the dashboard.
+        response = render(request, "vms/_gone.html")
+        response["HX-Redirect"] = "/"
+        return response
+    return render(request, "vms/_vm_live.html", _vm_context(request, vm))
+
+
+ACTIONS = {
+    "start": (lambda vm, user: services.vm_start(vm=vm, user=user), "Starting {name}…"),
+    "stop": (lambda vm, user: services.vm_stop(vm=vm, user=user), "Stopping {name}…"),
+    "force-stop": (
+        lambda vm, user: services.vm_stop(vm=vm, user=user, force=True),
+        "Forcing {name} off…",
+    ),
+    "reboot": (lambda vm, user: services.vm_reboot(vm=vm, user=user), "Rebooting {name}…"),
+    "delete": (lambda vm, user: services.vm_delete(vm=vm, user=user), "Deleting {name}…"),
+}
+
+
+@login_required
+@require_POST
+def vm_action(request, pk, action):
+    vm = vm_for(request.user, pk)
+    if action not in ACTIONS:
+        messages.error(request, "That is not something a VM can do.")
+        return redirect("vm_detail", vm.pk)
+    call, success = ACTIONS[action]
+    done = attempt(request, lambda: call(vm, request.user), success=success.format(name=vm.name))
+    if done and action == "delete":
+        return redirect("dashboard")
+    return redirect("vm_detail", vm.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def vm_console(request, pk):
+    """GET: the console's recent output. POST: type a line into it."""
+    vm = vm_for(request.user, pk)
+    error = ""
+    if request.method == "POST":
+        form = ConsoleLineForm(request.POST)
+        if form.is_valid():
+            try:
+                services.console_send(vm=vm, user=request.user, line=form.cleaned_data["line"])
+            except ServiceError as exc:
+                error = exc.message
+            except ValidationError as exc:
+                error = " ".join(exc.messages)
+        else:
+            error = "Keep a line to 512 characters."
+    context = {"vm": vm, "console": services.console_read(vm=vm), "console_error": error}
+    return render(request, "vms/_console.html", context)

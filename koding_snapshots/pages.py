@@ -1,0 +1,35 @@
+"""Helpers the HTML views share: turning a service's answer into a message for the person."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from operations.errors import ServiceError
+
+
+def attempt(request, action, *, success: str | None = None):
+    """Run a service call; on refusal show its sentence and return None."""
+    try:
+        result = action()
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return None
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return None
+    if success:
+        messages.success(request, success)
+    return result
+
+
+def back(request, default: str):
+    """Redirect to the page named by the form's `next` field, if it is ours, else `default`."""
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(default)

@@ -1,0 +1,21 @@
+from django import forms
+
+from snapshots.models import Snapshot
+
+
+class SnapshotTakeForm(forms.Form):
+    name = forms.CharField(max_length=Snapshot.NAME_MAX)
+    description = forms.CharField(
+        max_length=Snapshot.DESCRIPTION_MAX,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+
+class SnapshotRenameForm(SnapshotTakeForm):
+    pass
+
+
+class SnapshotNewVMForm(forms.Form):
+    name = forms.CharField(max_length=64, label="New VM name")
+    full_copy = forms.BooleanField(required=False, label="Independent full copy")

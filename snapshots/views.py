@@ -1,0 +1,123 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.access import snapshot_for, snapshots_of, vm_for
+from koding_snapshots.pages import attempt, back
+from operations.errors import ServiceError
+from snapshots import services
+from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
+from snapshots.selectors import usage_for
+
+
+def _form_error(request, form) -> None:
+    for errors in form.errors.values():
+        for error in errors:
+            messages.error(request, error)
+
+
+@login_required
+@require_GET
+def snapshot_list(request):
+    snapshots = snapshots_of(request.user).select_related("source_vm", "parent", "image")
+    return render(
+        request,
+        "snapshots/snapshot_list.html",
+        {
+            "snapshots": snapshots,
+            "usage": usage_for(request.user),
+            "new_vm_form": SnapshotNewVMForm(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def snapshot_take(request, vm_pk):
+    vm = vm_for(request.user, vm_pk)
+    form = SnapshotTakeForm(request.POST)
+    if not form.is_valid():
+        _form_error(request, form)
+        return redirect("vm_detail", vm.pk)
+    attempt(
+        request,
+        lambda: services.snapshot_take(
+            vm=vm,
+            user=request.user,
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+        ),
+        success=f"Taking snapshot {form.cleaned_data['name']!r} of {vm.name}…",
+    )
+    return redirect("vm_detail", vm.pk)
+
+
+@login_required
+@require_POST
+def snapshot_restore(request, pk):
+    snapshot = snapshot_for(request.user, pk)
+    done = attempt(
+        request,
+        lambda: services.snapshot_restore(snapshot=snapshot, user=request.user),
+        success=f"Restoring {snapshot.name!r}; the current disk is kept as an undo snapshot.",
+    )
+    if done:
+        return redirect("vm_detail", done.vm_id)
+    return back(request, "snapshot_list")
+
+
+@login_required
+@require_POST
+def snapshot_new_vm(request, pk):
+    snapshot = snapshot_for(request.user, pk)
+    form = SnapshotNewVMForm(request.POST)
+    if not form.is_valid():
+        _form_error(request, form)
+        return back(request, "snapshot_list")
+    try:
+        operation = services.snapshot_new_vm(
+            snapshot=snapshot,
+            user=request.user,
+            name=form.cleaned_data["name"],
+            full_copy=form.cleaned_data["full_copy"],
+        )
+    except (ServiceError, ValidationError) as exc:
+        text = exc.message if isinstance(exc, ServiceError) else " ".join(exc.messages)
+        messages.error(request, text)
+        return back(request, "snapshot_list")
+    messages.success(request, f"Creating VM {form.cleaned_data['name']!r} from {snapshot.name!r}…")
+    return redirect("vm_detail", operation.vm_id)
+
+
+@login_required
+@require_POST
+def snapshot_rename(request, pk):
+    snapshot = snapshot_for(request.user, pk)
+    form = SnapshotRenameForm(request.POST)
+    if not form.is_valid():
+        _form_error(request, form)
+    else:
+        attempt(
+            request,
+            lambda: services.snapshot_rename(
+                snapshot=snapshot,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+            ),
+            success="Snapshot renamed.",
+        )
+    return back(request, "snapshot_list")
+
+
+@login_required
+@require_POST
+def snapshot_delete(request, pk):
+    snapshot = snapshot_for(request.user, pk)
+    attempt(
+        request,
+        lambda: services.snapshot_delete(snapshot=snapshot, user=request.user),
+        success=f"Deleted snapshot {snapshot.name!r}.",
+    )
+    return back(request, "snapshot_list")

@@ -1,0 +1,129 @@
+"""The HTML pages: who sees what, what a click does, and queries that do not grow with data."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from operations.models import Operation
+from snapshots.models import Snapshot, SnapshotState
+from tests.factories import image_row, layer_row, vm_row
+from vms.models import VMState
+
+
+@pytest.fixture
+def image(db):
+    return image_row()
+
+
+def add_snapshots(vm, count):
+    for i in range(count):
+        Snapshot.objects.create(
+            owner=vm.owner,
+            source_vm=vm,
+            source_vm_name=vm.name,
+            image=vm.image,
+            name=f"s{i}",
+            layer=layer_row(host=vm.host),
+            state=SnapshotState.READY,
+        )
+
+
+def queries_for(client, url):
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(captured)
+
+
+def test_dashboard_queries_do_not_grow_with_vms(client, alice, image):
+    client.force_login(alice)
+    vm = vm_row(owner=alice, image=image)
+    add_snapshots(vm, 2)
+    few = queries_for(client, "/")
+    for i in range(10):
+        add_snapshots(vm_row(owner=alice, image=image, name=f"more-{i}"), 3)
+    assert queries_for(client, "/") == few
+
+
+def test_vm_page_queries_do_not_grow_with_snapshots(client, alice, image):
+    client.force_login(alice)
+    vm = vm_row(owner=alice, image=image)
+    add_snapshots(vm, 1)
+    few = queries_for(client, f"/vms/{vm.pk}/")
+    add_snapshots(vm, 20)
+    assert queries_for(client, f"/vms/{vm.pk}/") == few
+
+
+def test_snapshot_page_queries_do_not_grow_with_snapshots(client, alice, image):
+    client.force_login(alice)
+    vm = vm_row(owner=alice, image=image)
+    add_snapshots(vm, 1)
+    few = queries_for(client, "/snapshots/")
+    add_snapshots(vm_row(owner=alice, image=image, name="other"), 20)
+    assert queries_for(client, "/snapshots/") == few
+
+
+def test_pages_need_a_login(client, db):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+def test_the_dashboard_lists_only_the_users_own_vms(client, alice, bob, image):
+    vm_row(owner=alice, image=image, name="alices-vm")
+    vm_row(owner=bob, image=image, name="bobs-vm")
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert "alices-vm" in page
+    assert "bobs-vm" not in page
+
+
+def test_another_users_vm_page_is_the_same_404_as_a_missing_one(client, alice, bob, image):
+    bobs = vm_row(owner=bob, image=image)
+    client.force_login(alice)
+    theirs = client.get(f"/vms/{bobs.pk}/")
+    missing = client.get("/vms/00000000-0000-0000-0000-000000000000/")
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.content == missing.content
+
+
+def test_actions_are_posts_only(client, alice, image):
+    vm = vm_row(owner=alice, image=image)
+    client.force_login(alice)
+    assert client.get(f"/vms/{vm.pk}/stop/").status_code == 405
+    assert not Operation.objects.exists()
+
+
+def test_a_refused_action_shows_its_reason(client, alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.RUNNING)
+    client.force_login(alice)
+    response = client.post(f"/vms/{vm.pk}/start/", follow=True)
+    assert "is already running" in response.content.decode()
+
+
+def test_take_snapshot_from_the_vm_page_records_the_operation(client, alice, image):
+    vm = vm_row(owner=alice, image=image)
+    client.force_login(alice)
+    response = client.post(f"/vms/{vm.pk}/snapshots/take/", {"name": "Before upgrade"}, follow=True)
+    assert "Taking snapshot &#x27;Before upgrade&#x27;" in response.content.decode()
+    assert Operation.objects.get().kind == "snapshot.take"
+
+
+def test_the_vm_page_polls_only_while_an_operation_runs(client, alice, image):
+    vm = vm_row(owner=alice, image=image)
+    client.force_login(alice)
+    assert 'hx-trigger="every 1s"' not in client.get(f"/vms/{vm.pk}/").content.decode()
+    client.post(f"/vms/{vm.pk}/snapshots/take/", {"name": "s"})
+    assert 'hx-trigger="every 1s"' in client.get(f"/vms/{vm.pk}/").content.decode()
+
+
+def test_a_redirect_after_a_form_never_leaves_the_site(client, alice, image):
+    vm = vm_row(owner=alice, image=image)
+    add_snapshots(vm, 1)
+    snapshot = Snapshot.objects.get()
+    client.force_login(alice)
+    response = client.post(
+        f"/snapshots/{snapshot.pk}/rename/",
+        {"name": "x", "next": "https://evil.example/"},
+    )
+    assert response["Location"] == "/snapshots/"

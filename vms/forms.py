@@ -1,0 +1,36 @@
+from django import forms
+
+from vms.models import VM
+
+
+class VMCreateForm(forms.Form):
+    """A new VM, from an image or from one of the user's snapshots."""
+
+    name = forms.CharField(max_length=64)
+    source = forms.ChoiceField(label="Start from")
+    vcpus = forms.IntegerField(label="vCPUs", min_value=1, max_value=VM.MAX_VCPUS, initial=1)
+    memory_mib = forms.IntegerField(
+        label="Memory (MiB)", min_value=VM.MIN_MEMORY_MIB, max_value=VM.MAX_MEMORY_MIB, initial=256
+    )
+    disk_gib = forms.IntegerField(label="Disk (GiB)", min_value=1, initial=4)
+    full_copy = forms.BooleanField(
+        required=False,
+        label="Independent full copy",
+        help_text="From a snapshot only: copy the whole disk instead of sharing its layers.",
+    )
+
+    def __init__(self, *args, images=(), snapshots=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [("Images", [(f"image:{i.slug}", i.name) for i in images])]
+        if snapshots:
+            choices.append(
+                (
+                    "Your snapshots",
+                    [(f"snapshot:{s.id}", f"{s.name} (of {s.source_vm_name})") for s in snapshots],
+                )
+            )
+        self.fields["source"].choices = choices
+
+
+class ConsoleLineForm(forms.Form):
+    line = forms.CharField(max_length=512, required=False, strip=False)
