@@ -7,6 +7,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", views.signup, name="signup"),
+    path("account/tokens/", views.tokens, name="tokens"),
+    path("account/tokens/<int:pk>/revoke/", views.token_delete, name="token_revoke"),
     path(
         "account/password/",
         auth_views.PasswordChangeView.as_view(success_url="/"),

@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "accounts",
     "vms",
@@ -186,9 +188,37 @@ else:
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "koding_snapshots.api.common.Pagination",
+    "DEFAULT_THROTTLE_CLASSES": ["koding_snapshots.api.common.MutationThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "koding_snapshots.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# Changes (POST, PATCH, DELETE) one user may make through the API, e.g. "120/min".
+API_MUTATION_RATE = env_str("API_MUTATION_RATE", "120/min")
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Koding Snapshots API",
+    "DESCRIPTION": (
+        "Everything the pages do. Long actions answer 202 Accepted with the operation that "
+        "carries them out (poll it at its `Location`). Send `Idempotency-Key` on a POST to make "
+        "a retry safe. Authenticate with `Authorization: Bearer <token>` (create tokens on the "
+        "API tokens page) or the browser session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "APPEND_COMPONENTS": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "SECURITY": [{"bearer": []}],
 }
 
 # --- Production hardening -------------------------------------------------------------------

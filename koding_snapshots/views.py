@@ -1,4 +1,6 @@
-from django.http import JsonResponse
+from django.http import HttpResponseServerError, JsonResponse
+from django.shortcuts import render
+from django.template import loader
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -16,3 +18,36 @@ def healthz(request):
         "checks": {c.name: {"ok": c.ok, "message": c.message} for c in checks},
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """404 everywhere: the API's error body under /api/, the project's page elsewhere."""
+    if _wants_json(request):
+        return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    """500, without a traceback and without touching anything that might be what broke."""
+    if _wants_json(request):
+        body = {"error": {"code": "server_error", "message": "Something went wrong on our side."}}
+        return JsonResponse(body, status=500)
+    return HttpResponseServerError(loader.get_template("500.html").render())
+
+
+def bad_request(request, exception=None):
+    if _wants_json(request):
+        body = {"error": {"code": "bad_request", "message": "The request could not be read."}}
+        return JsonResponse(body, status=400)
+    return render(request, "400.html", status=400)
+
+
+def permission_denied(request, exception=None):
+    if _wants_json(request):
+        body = {"error": {"code": "permission_denied", "message": "You may not do that."}}
+        return JsonResponse(body, status=403)
+    return render(request, "403.html", status=403)

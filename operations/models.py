@@ -131,3 +131,25 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self):
         return f"{self.worker} at {self.last_seen:%Y-%m-%d %H:%M:%S}"
+
+
+class IdempotentRequest(models.Model):
+    """The first answer to a POST sent with an Idempotency-Key, replayed for a retry of it."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotent_requests"
+    )
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="Hash of method, path and body.")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    body = models.JSONField(null=True, blank=True)
+    location = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="idempotent_request_unique_key")
+        ]
+
+    def __str__(self):
+        return f"{self.owner_id}:{self.key}"

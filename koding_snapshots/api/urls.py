@@ -1,0 +1,24 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from operations.api.views import OperationViewSet
+from snapshots.api.views import PlanViewSet, SnapshotViewSet, me
+from vms.api.views import ImageViewSet, VMViewSet
+
+app_name = "api"
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("vms", VMViewSet, basename="vm")
+router.register("snapshots", SnapshotViewSet, basename="snapshot")
+router.register("operations", OperationViewSet, basename="operation")
+router.register("images", ImageViewSet, basename="image")
+router.register("plans", PlanViewSet, basename="plan")
+
+urlpatterns = [
+    path("me/", me, name="me"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    *router.urls,
+]

@@ -1,0 +1,76 @@
+from rest_framework import serializers
+
+from snapshots.models import Plan, Snapshot
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    vm = serializers.UUIDField(source="source_vm_id", read_only=True, allow_null=True)
+    vm_name = serializers.CharField(source="source_vm_name", read_only=True)
+    image = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    parent = serializers.UUIDField(source="parent_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Snapshot
+        fields = [
+            "id",
+            "name",
+            "description",
+            "kind",
+            "state",
+            "vm",
+            "vm_name",
+            "image",
+            "parent",
+            "size_bytes",
+            "disk_bytes",
+            "quiesced",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, trim_whitespace=False)
+    description = serializers.CharField(
+        max_length=10_000, required=False, allow_blank=True, default=""
+    )
+
+
+class SnapshotUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, trim_whitespace=False)
+    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
+
+
+class SnapshotRestoreSerializer(serializers.Serializer):
+    vm = serializers.UUIDField(
+        required=False, allow_null=True, help_text="Restore onto this VM of yours instead."
+    )
+
+
+class SnapshotNewVMSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, trim_whitespace=False)
+    full_copy = serializers.BooleanField(
+        default=False, help_text="An independent copy of the whole disk instead of a new layer."
+    )
+    vcpus = serializers.IntegerField(required=False, min_value=1, max_value=64)
+    memory_mib = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Plan
+        fields = ["slug", "name", "max_snapshots", "max_snapshot_bytes", "max_vms", "is_default"]
+        read_only_fields = fields
+
+
+class UsageSerializer(serializers.Serializer):
+    snapshots = serializers.IntegerField()
+    snapshot_bytes = serializers.IntegerField()
+    vms = serializers.IntegerField()
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    email = serializers.CharField()
+    plan = PlanSerializer()
+    usage = UsageSerializer()

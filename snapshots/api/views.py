@@ -1,0 +1,138 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import filters, mixins, viewsets
+from rest_framework.decorators import action, api_view
+from rest_framework.response import Response
+
+from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
+from koding_snapshots.api.common import query_choice, query_uuid
+from koding_snapshots.api.idempotency import idempotent
+from koding_snapshots.api.responses import accepted
+from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE
+from operations.api.serializers import OperationSerializer
+from snapshots import services
+from snapshots.api.serializers import (
+    MeSerializer,
+    PlanSerializer,
+    SnapshotNewVMSerializer,
+    SnapshotRestoreSerializer,
+    SnapshotSerializer,
+    SnapshotUpdateSerializer,
+)
+from snapshots.models import Plan, Snapshot, SnapshotKind, SnapshotState
+from snapshots.selectors import usage_for
+
+ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("vm", str, description="Only snapshots of this VM (its id)."),
+            OpenApiParameter("kind", enum=SnapshotKind.values),
+            OpenApiParameter("state", enum=SnapshotState.values),
+        ],
+        responses={200: SnapshotSerializer(many=True), **ERRORS_LIST},
+    ),
+    retrieve=extend_schema(responses={200: SnapshotSerializer, **ERRORS_READ}),
+)
+class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your snapshots, those of deleted VMs included."""
+
+    serializer_class = SnapshotSerializer
+    lookup_value_regex = "[^/]+"
+    filter_backends = [filters.OrderingFilter]
+    ordering_fields = ["created_at", "name", "size_bytes"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema is being generated
+            return Snapshot.objects.none()
+        queryset = snapshots_of(self.request.user).select_related("image")
+        request = self.request
+        if vm := query_uuid(request, "vm"):
+            queryset = queryset.filter(source_vm_id=vm)
+        if kind := query_choice(request, "kind", SnapshotKind.values):
+            queryset = queryset.filter(kind=kind)
+        if state := query_choice(request, "state", SnapshotState.values):
+            queryset = queryset.filter(state=state)
+        return queryset
+
+    def get_object(self):
+        return snapshot_for(self.request.user, self.kwargs["pk"], self.get_queryset())
+
+    @extend_schema(
+        request=SnapshotUpdateSerializer, responses={200: SnapshotSerializer, **ERRORS_WRITE}
+    )
+    def partial_update(self, request, pk=None):
+        """Rename a snapshot or change its description."""
+        snapshot = self.get_object()
+        serializer = SnapshotUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.snapshot_rename(snapshot=snapshot, **serializer.validated_data)
+        return Response(SnapshotSerializer(snapshot).data)
+
+    @extend_schema(request=None, responses=ACCEPTED)
+    def destroy(self, request, pk=None):
+        """Delete a snapshot; its space is freed once no disk builds on it."""
+        operation = services.snapshot_delete(snapshot=self.get_object(), user=request.user)
+        return accepted(operation, request)
+
+    @extend_schema(request=SnapshotRestoreSerializer, responses=ACCEPTED)
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def restore(self, request, pk=None):
+        """Put a VM's disk back to this snapshot (its own VM, or another VM of yours). The
+        current disk is kept first as a "before restore" snapshot, so it can be undone."""
+        snapshot = self.get_object()
+        serializer = SnapshotRestoreSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        target = serializer.validated_data.get("vm")
+        vm = vm_for(request.user, target, vms_of(request.user)) if target else None
+        operation = services.snapshot_restore(snapshot=snapshot, user=request.user, vm=vm)
+        return accepted(operation, request)
+
+    @extend_schema(request=SnapshotNewVMSerializer, responses=ACCEPTED)
+    @action(detail=True, methods=["post"], url_path="vms")
+    @idempotent
+    def new_vm(self, request, pk=None):
+        """Start a new VM from this snapshot."""
+        snapshot = self.get_object()
+        serializer = SnapshotNewVMSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        operation = services.snapshot_new_vm(
+            snapshot=snapshot, user=request.user, **serializer.validated_data
+        )
+        return accepted(operation, request)
+
+
+@extend_schema_view(
+    list=extend_schema(responses={200: PlanSerializer(many=True), **ERRORS_LIST}),
+    retrieve=extend_schema(responses={200: PlanSerializer, **ERRORS_READ}),
+)
+class PlanViewSet(viewsets.ReadOnlyModelViewSet):
+    """The plans and their limits."""
+
+    serializer_class = PlanSerializer
+    queryset = Plan.objects.all()
+    lookup_field = "slug"
+
+
+@extend_schema(responses={200: MeSerializer, **ERRORS_READ})
+@api_view(["GET"])
+def me(request):
+    """Your account: its plan, and how much of it you use."""
+    from vms.models import VM
+
+    usage = usage_for(request.user)
+    return Response(
+        {
+            "username": request.user.username,
+            "email": request.user.email,
+            "plan": PlanSerializer(usage.plan).data,
+            "usage": {
+                "snapshots": usage.snapshots,
+                "snapshot_bytes": usage.snapshot_bytes,
+                "vms": VM.objects.visible().filter(owner=request.user).count(),
+            },
+        }
+    )

@@ -1,0 +1,160 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import filters, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accounts.access import vm_for, vms_of
+from koding_snapshots.api.common import query_choice
+from koding_snapshots.api.idempotency import idempotent
+from koding_snapshots.api.responses import accepted
+from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE
+from operations.api.serializers import OperationSerializer
+from snapshots.api.serializers import SnapshotCreateSerializer
+from snapshots.services import snapshot_take
+from vms import services
+from vms.api.serializers import (
+    ConsoleInputSerializer,
+    ConsoleOutputSerializer,
+    ConsoleSentSerializer,
+    ImageSerializer,
+    VMCreateSerializer,
+    VMSerializer,
+    VMStopSerializer,
+    VMUpdateSerializer,
+)
+from vms.models import VM, Image, VMState
+
+ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("state", enum=VMState.values)],
+        responses={200: VMSerializer(many=True), **ERRORS_LIST},
+    ),
+    retrieve=extend_schema(responses={200: VMSerializer, **ERRORS_READ}),
+)
+class VMViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your VMs. Changes that take time answer 202 with the operation that carries them out."""
+
+    serializer_class = VMSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in the API's shape
+    filter_backends = [filters.OrderingFilter]
+    ordering_fields = ["name", "created_at", "state"]
+    ordering = ["name"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema is being generated
+            return VM.objects.none()
+        queryset = vms_of(self.request.user).select_related("image")
+        if state := query_choice(self.request, "state", VMState.values):
+            queryset = queryset.filter(state=state)
+        return queryset
+
+    def get_object(self):
+        return vm_for(self.request.user, self.kwargs["pk"], self.get_queryset())
+
+    @extend_schema(request=VMCreateSerializer, responses=ACCEPTED)
+    @idempotent
+    def create(self, request):
+        """Create a VM from an image and boot it."""
+        data = _valid(VMCreateSerializer, request)
+        operation = services.vm_create(
+            owner=request.user,
+            name=data["name"],
+            image=services.image_for_new_vm(data["image"]),
+            vcpus=data["vcpus"],
+            memory_mib=data["memory_mib"],
+            disk_gib=data["disk_gib"],
+            requester=request.user,
+        )
+        return accepted(operation, request)
+
+    @extend_schema(request=VMUpdateSerializer, responses={200: VMSerializer, **ERRORS_WRITE})
+    def partial_update(self, request, pk=None):
+        """Rename a VM."""
+        vm = self.get_object()
+        data = _valid(VMUpdateSerializer, request)
+        services.vm_rename(vm=vm, name=data["name"])
+        return Response(VMSerializer(vm).data)
+
+    @extend_schema(request=None, responses=ACCEPTED)
+    def destroy(self, request, pk=None):
+        """Delete a VM and its own disk layers; its snapshots are kept."""
+        return accepted(services.vm_delete(vm=self.get_object(), user=request.user), request)
+
+    @extend_schema(request=None, responses=ACCEPTED)
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def start(self, request, pk=None):
+        """Boot a stopped VM."""
+        return accepted(services.vm_start(vm=self.get_object(), user=request.user), request)
+
+    @extend_schema(request=VMStopSerializer, responses=ACCEPTED)
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def stop(self, request, pk=None):
+        """Stop a running VM: the power button, then forced off after a timeout (or at once
+        with `force`)."""
+        vm = self.get_object()
+        data = _valid(VMStopSerializer, request)
+        return accepted(services.vm_stop(vm=vm, user=request.user, force=data["force"]), request)
+
+    @extend_schema(request=None, responses=ACCEPTED)
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def reboot(self, request, pk=None):
+        """Power the VM off and on again."""
+        return accepted(services.vm_reboot(vm=self.get_object(), user=request.user), request)
+
+    @extend_schema(
+        methods=["GET"], request=None, responses={200: ConsoleOutputSerializer, **ERRORS_READ}
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=ConsoleInputSerializer,
+        responses={202: ConsoleSentSerializer, **ERRORS_WRITE},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def console(self, request, pk=None):
+        """GET: what the guest printed recently. POST: type a line into its console."""
+        vm = self.get_object()
+        if request.method == "GET":
+            return Response({"output": services.console_read(vm=vm)})
+        data = _valid(ConsoleInputSerializer, request)
+        services.console_send(vm=vm, user=request.user, line=data["line"])
+        return Response({"detail": "The line is being typed in."}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=SnapshotCreateSerializer, responses=ACCEPTED)
+    @action(detail=True, methods=["post"], url_path="snapshots")
+    @idempotent
+    def take_snapshot(self, request, pk=None):
+        """Take a snapshot of the VM's whole disk, running or stopped."""
+        vm = self.get_object()
+        data = _valid(SnapshotCreateSerializer, request)
+        operation = snapshot_take(
+            vm=vm, user=request.user, name=data["name"], description=data["description"]
+        )
+        return accepted(operation, request)
+
+
+@extend_schema_view(
+    list=extend_schema(responses={200: ImageSerializer(many=True), **ERRORS_LIST}),
+    retrieve=extend_schema(responses={200: ImageSerializer, **ERRORS_READ}),
+)
+class ImageViewSet(viewsets.ReadOnlyModelViewSet):
+    """The images new VMs can start from."""
+
+    serializer_class = ImageSerializer
+    lookup_field = "slug"
+    queryset = Image.objects.filter(is_public=True)
+
+
+def _valid(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
