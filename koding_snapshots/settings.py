@@ -5,6 +5,7 @@ start with a sentence naming the variable (see `koding_snapshots.env`).
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from koding_snapshots.env import (
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",
     "accounts",
     "vms",
     "snapshots",
@@ -62,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as its documentation asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "koding_snapshots.urls"
@@ -101,6 +105,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # Counts failed logins and refuses further attempts once a limit is reached.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login brute-force protection: after LOGIN_FAILURE_LIMIT wrong passwords for one user name, or
+# from one address, further attempts get 429 for LOGIN_LOCKOUT_MINUTES. The lockout says the
+# same whether or not the account exists.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -157,6 +176,8 @@ OPERATION_TIMEOUT = env_int("OPERATION_TIMEOUT", 1800, minimum=60, maximum=86400
 VM_STOP_TIMEOUT = env_int("VM_STOP_TIMEOUT", 60, minimum=1, maximum=3600)
 # Disk chains deeper than this many layers are flattened in the background.
 MAX_CHAIN_DEPTH = env_int("MAX_CHAIN_DEPTH", 16, minimum=2, maximum=200)
+# Lines one user may type into consoles per minute.
+CONSOLE_LINES_PER_MINUTE = env_int("CONSOLE_LINES_PER_MINUTE", 30, minimum=1)
 # A worker that has not reported for this long is reported as down by the health check.
 WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 180, minimum=30)
 

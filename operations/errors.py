@@ -34,5 +34,9 @@ class LimitExceeded(ServiceError):
     """The account's plan does not allow more."""
 
 
+class RateLimited(ServiceError):
+    """Too many requests of one kind in a short time."""
+
+
 class OperationFailed(ServiceError):
     """Raised inside a running operation to end it as failed with this message."""

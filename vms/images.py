@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -30,10 +32,38 @@ def image_build_busybox(*, host: Host, slug: str = BUSYBOX_SLUG) -> Image:
         )
 
 
+class UnsafeImage(ValueError):
+    """A disk image that could make QEMU read files it should not."""
+
+
+def inspect_qcow2(path: str) -> dict:
+    """What `qemu-img info` says of a qcow2 file the service did not make itself, refused if it
+    points outside itself: a backing file or an external data file would let a guest read a
+    file of the host's."""
+    result = subprocess.run(
+        ["qemu-img", "info", "--output=json", "-f", "qcow2", path],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise UnsafeImage(f"Not a readable qcow2 image: {result.stderr.strip()}")
+    info = json.loads(result.stdout)
+    if info.get("format") != "qcow2":
+        raise UnsafeImage(f"Expected a qcow2 image, found {info.get('format')!r}.")
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        raise UnsafeImage("The image names a backing file; only self-contained images are taken.")
+    data = info.get("format-specific", {}).get("data", {})
+    if data.get("data-file") or data.get("data-file-raw"):
+        raise UnsafeImage("The image keeps its data in an external file; that is refused.")
+    return info
+
+
 def image_register(
     *, host: Host, slug: str, name: str, description: str, files: guest_image.GuestImageFiles
 ) -> Image:
     """Upload an image's kernel, initrd and root disk through libvirt and record them."""
+    inspect_qcow2(str(files.root_disk))
     uri, pool = host.libvirt_uri, host.pool_name
     layer_id = uuid.uuid4()
     kernel_volume = f"{layer_id}.vmlinuz"

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from operations.errors import InvalidState, LimitExceeded
+from operations.errors import InvalidState, LimitExceeded, RateLimited
 from operations.models import Operation, OperationKind
 from operations.services import operation_start
 from vms import hypervisor
@@ -284,8 +284,24 @@ def console_send(*, vm: VM, user, line: str) -> None:
         raise ValidationError({"line": f"Keep a line to {CONSOLE_LINE_MAX} characters."})
     if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in line):
         raise ValidationError({"line": "A line cannot contain control characters."})
+    console_rate_check(user)
     vm_id = str(vm.id)
     transaction.on_commit(lambda: async_task("vms.tasks.console_send", vm_id, line))
+
+
+def console_rate_check(user) -> None:
+    """At most CONSOLE_LINES_PER_MINUTE lines a minute per user, across all their consoles."""
+    import time
+
+    from django.core.cache import cache
+
+    limit = settings.CONSOLE_LINES_PER_MINUTE
+    key = f"console-lines:{user.pk}:{int(time.time() // 60)}"
+    cache.add(key, 0, timeout=120)
+    if cache.incr(key) > limit:
+        raise RateLimited(
+            f"That is more than {limit} console lines a minute; wait a moment and type again."
+        )
 
 
 def image_for_new_vm(slug: str) -> Image:

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
 from koding_snapshots.pages import attempt
+from koding_snapshots.views import not_found
 from operations.errors import ServiceError
 from operations.models import Operation
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
@@ -124,8 +125,8 @@ def vm_live(request, pk):
     try:
         vm = vm_for(request.user, pk, queryset)
     except Http404:
-        # Deleted while the page watched: send the person back to the dashboard.
-        response = render(request, "vms/_gone.html")
+        # Deleted while the page watched: the page goes back to the dashboard.
+        response = not_found(request)
         response["HX-Redirect"] = "/"
         return response
     return render(request, "vms/_vm_live.html", _vm_context(request, vm))

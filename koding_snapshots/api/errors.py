@@ -12,7 +12,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from operations.errors import Busy, InvalidState, LimitExceeded, ServiceError
+from operations.errors import Busy, InvalidState, LimitExceeded, RateLimited, ServiceError
 
 NOT_FOUND = "Not found."
 
@@ -38,6 +38,8 @@ def exception_handler(exc, context):
         if exc.operation is not None:
             operation = OperationSerializer(exc.operation, context=context).data
         return Response(error_body("busy", exc.message, operation=operation), status=409)
+    if isinstance(exc, RateLimited):
+        return Response(error_body("throttled", exc.message), status=429)
     if isinstance(exc, LimitExceeded):
         return Response(error_body("limit_exceeded", exc.message), status=403)
     if isinstance(exc, (InvalidState, ServiceError)):
