@@ -1,6 +1,53 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from django.shortcuts import render
 
-from accounts.models import User
+from accounts.models import ApiToken, User
+from snapshots.models import Plan
+from snapshots.services import plan_change
 
-admin.site.register(User, UserAdmin)
+
+class PlanChoiceForm(forms.Form):
+    plan = forms.ModelChoiceField(queryset=Plan.objects.all())
+
+
+@admin.register(User)
+class AccountAdmin(UserAdmin):
+    list_display = ["username", "email", "plan", "is_staff", "is_active", "date_joined"]
+    list_filter = ["plan", "is_staff", "is_active"]
+    list_select_related = ["plan"]
+    fieldsets = [*UserAdmin.fieldsets, ("Plan", {"fields": ["plan"]})]
+    actions = ["change_plan"]
+
+    @admin.action(description="Move the selected users to another plan")
+    def change_plan(self, request, queryset):
+        if "apply" in request.POST:
+            form = PlanChoiceForm(request.POST)
+            if form.is_valid():
+                plan = form.cleaned_data["plan"]
+                for user in queryset:
+                    plan_change(user=user, plan=plan)
+                self.message_user(request, f"Moved {queryset.count()} user(s) to {plan.name}.")
+                return None
+        else:
+            form = PlanChoiceForm()
+        return render(
+            request,
+            "admin/change_plan.html",
+            {
+                "form": form,
+                "users": queryset,
+                "opts": self.model._meta,
+                **self.admin_site.each_context(request),
+            },
+        )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    list_select_related = ["user"]
+    raw_id_fields = ["user"]
+    readonly_fields = ["user", "prefix", "key_hash", "created_at", "last_used_at"]

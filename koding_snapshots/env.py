@@ -82,7 +82,7 @@ def env_list(name: str, default: Sequence[str], environ: Mapping[str, str] | Non
     if value is None:
         return list(default)
     items = [item.strip() for item in value.split(",") if item.strip()]
-    if not items:
+    if not items and default:
         raise ConfigError(f"{name} must be a comma-separated list with at least one entry.")
     return items
 

@@ -176,6 +176,9 @@ OPERATION_TIMEOUT = env_int("OPERATION_TIMEOUT", 1800, minimum=60, maximum=86400
 VM_STOP_TIMEOUT = env_int("VM_STOP_TIMEOUT", 60, minimum=1, maximum=3600)
 # Disk chains deeper than this many layers are flattened in the background.
 MAX_CHAIN_DEPTH = env_int("MAX_CHAIN_DEPTH", 16, minimum=2, maximum=200)
+# How long something in libvirt that no row accounts for must stay so before the reconciler
+# removes it (work being set up right now is never mistaken for it).
+RECONCILE_GRACE_MINUTES = env_int("RECONCILE_GRACE_MINUTES", 10, minimum=0)
 # Lines one user may type into consoles per minute.
 CONSOLE_LINES_PER_MINUTE = env_int("CONSOLE_LINES_PER_MINUTE", 30, minimum=1)
 # A worker that has not reported for this long is reported as down by the health check.
@@ -205,6 +208,11 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = 0.2
+
+# Crash-safety tests only: places where a worker stops and waits to be killed (see
+# operations/failpoints.py). Empty in normal use.
+FAILPOINTS = env_list("FAILPOINTS", [])
+FAILPOINT_DIR = env_str("FAILPOINT_DIR", str(DATA_DIR / "failpoints"))
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

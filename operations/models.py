@@ -153,3 +153,40 @@ class IdempotentRequest(models.Model):
 
     def __str__(self):
         return f"{self.owner_id}:{self.key}"
+
+
+class OrphanSighting(models.Model):
+    """Something in libvirt that no row accounts for, and since when: the reconciler removes it
+    only after a grace period, so work that is being set up right now is never mistaken for it."""
+
+    class Kind(models.TextChoices):
+        DOMAIN = "domain", "Domain"
+        VOLUME = "volume", "Volume"
+
+    host = models.ForeignKey("vms.Host", on_delete=models.CASCADE, related_name="orphans")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=255)
+    first_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "kind", "name"], name="orphan_sighting_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.name}"
+
+
+class ReconcileRun(models.Model):
+    """What one run of the reconciler found and did."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    summary = models.TextField()
+    problems = models.PositiveIntegerField(default=0, help_text="Findings that needed action.")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Reconcile at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.problems} found)"

@@ -18,8 +18,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from operations.errors import Busy, ServiceError
+from operations.errors import Busy, InvalidState, ServiceError
 from operations.models import (
+    ACTIVE_STATES,
     Operation,
     OperationKind,
     OperationState,
@@ -50,6 +51,7 @@ RECOVERERS = {kind: "snapshots.runners.recover" for kind in RUNNERS}
 SCHEDULES = {
     "worker heartbeat": ("operations.tasks.heartbeat", 1),
     "flatten deep disk chains": ("vms.tasks.flatten_deep_chains", 10),
+    "reconcile": ("operations.tasks.reconcile", 5),
 }
 
 UNEXPECTED_ERROR = (
@@ -214,6 +216,41 @@ def operations_expire(*, now=None) -> list[Operation]:
         operation.state = OperationState.FAILED
         failed.append(operation)
     return failed
+
+
+def operation_retry(operation: Operation) -> Operation:
+    """Queue a failed operation again (an admin's repair). Runners check what is already done,
+    so a retry finishes the work rather than doing it twice."""
+    try:
+        with transaction.atomic():
+            updated = Operation.objects.filter(pk=operation.pk, state=OperationState.FAILED).update(
+                state=OperationState.QUEUED,
+                error="",
+                message="Waiting for a worker (retried)",
+                progress=0,
+                started_at=None,
+                finished_at=None,
+                deadline=None,
+            )
+    except IntegrityError:
+        raise Busy(Operation.objects.active().filter(vm=operation.vm_id).first()) from None
+    if not updated:
+        raise InvalidState("Only a failed operation can be retried.")
+    operation.refresh_from_db()
+    operation_enqueue(operation)
+    return operation
+
+
+def operation_mark_failed(operation: Operation, *, reason: str) -> bool:
+    """End a queued or running operation as failed (an admin's repair), then repair what it may
+    have left half-done, as for an operation whose worker died."""
+    updated = Operation.objects.filter(pk=operation.pk, state__in=ACTIVE_STATES).update(
+        state=OperationState.FAILED, finished_at=timezone.now(), message="Failed", error=reason
+    )
+    if updated and operation.kind in RECOVERERS:
+        note = import_string(RECOVERERS[operation.kind])(operation)
+        Operation.objects.filter(pk=operation.pk).update(error=f"{reason} {note}")
+    return bool(updated)
 
 
 def heartbeat_record() -> WorkerHeartbeat:

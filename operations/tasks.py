@@ -11,3 +11,10 @@ def run_operation(operation_id: str) -> None:
 def heartbeat() -> None:
     """Scheduled every minute: records that a worker is alive and taking tasks."""
     services.heartbeat_record()
+
+
+def reconcile() -> str:
+    """Scheduled: compare the database with libvirt and repair drift."""
+    from operations.reconciler import reconcile as run
+
+    return run().text()

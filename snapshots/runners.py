@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from operations.errors import OperationFailed
+from operations.failpoints import failpoint
 from operations.models import Operation, OperationKind
 from operations.services import operation_report
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
@@ -78,6 +79,7 @@ def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
             hypervisor.domain_snapshot_disk(
                 uri, vm.domain_uuid, storage.layer_path(new), quiesce=quiesced
             )
+            failpoint("snapshot.take.switched")
     except BaseException:
         storage.layer_release(new.pk)
         raise
@@ -120,14 +122,20 @@ def restore(operation: Operation) -> dict:
             disk_bytes=vm.disk_bytes,
             state=SnapshotState.READY,
         )
+    failpoint("snapshot.restore.stopped")
     operation_report(operation, progress=50, message=f"Putting back {snapshot.name}")
     new = storage.layer_create(
         host=vm.host, parent=snapshot.layer, virtual_size=max(vm.disk_bytes, snapshot.disk_bytes)
     )
     with transaction.atomic():
+        # Recorded with the switch itself, so that a repair knows whether it happened.
         VM.objects.filter(pk=vm.pk).update(active_layer=new, current_snapshot=snapshot)
+        Operation.objects.filter(pk=operation.pk).update(
+            params={**operation.params, "was_running": was_running, "new_layer": str(new.pk)}
+        )
     vm.active_layer = new
     domain_define(vm)
+    failpoint("snapshot.restore.switched")
     frozen = storage.layer_freeze(old)
     Snapshot.objects.filter(pk=undo.pk).update(size_bytes=frozen.allocation)
     _drop_older_undo_snapshots(vm, keep=undo)
@@ -239,13 +247,7 @@ def _recover_take(operation: Operation, vm: VM | None) -> str:
 
 
 def _recover_restore(operation: Operation, vm: VM) -> str:
-    snapshot = Snapshot.objects.filter(pk=operation.snapshot_id).first()
-    restored = (
-        snapshot is not None
-        and vm.active_layer is not None
-        and vm.active_layer.parent_id == snapshot.layer_id
-        and vm.current_snapshot_id == snapshot.pk
-    )
+    restored = str(vm.active_layer_id) == operation.params.get("new_layer")
     if restored:
         domain_define(vm)
         message = "The restore had switched the disk; it was completed."

@@ -211,3 +211,16 @@ def succeeded(operation):
     operation.refresh_from_db()
     assert operation.state == "succeeded", operation.error
     return operation
+
+
+@contextlib.contextmanager
+def tasks_inline():
+    """Within the block, enqueued tasks run at once in this process (no worker needed)."""
+    from django_q.conf import Conf
+
+    before = Conf.SYNC
+    Conf.SYNC = True
+    try:
+        yield
+    finally:
+        Conf.SYNC = before

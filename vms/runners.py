@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 from operations.errors import InvalidState, OperationFailed
+from operations.failpoints import failpoint
 from operations.models import Operation, OperationKind
 from operations.services import operation_report
 from vms import hypervisor, storage
@@ -84,6 +85,7 @@ def create(operation: Operation) -> dict:
             active_layer=layer, current_snapshot=vm.source_snapshot_id
         )
         vm.active_layer = layer
+        failpoint("vm.create.layer")
         operation_report(operation, progress=60, message="Defining the VM")
         domain_define(vm)
         operation_report(operation, progress=80, message="Booting")

@@ -1,0 +1,25 @@
+"""Failpoints: named places in a runner where a crash-safety test can stop a worker.
+
+With `FAILPOINTS=name,...` set, a worker that reaches one of those places records it (a file
+named after it in FAILPOINT_DIR) and waits there, so a test can kill it at exactly that moment
+and check that nothing is lost. Unset, as in production, a failpoint does nothing.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def failpoint(name: str) -> None:
+    if name not in settings.FAILPOINTS:
+        return
+    logger.warning("Failpoint %s reached; waiting here to be killed.", name)
+    folder = Path(settings.FAILPOINT_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).touch()
+    while True:
+        time.sleep(1)

@@ -1,0 +1,215 @@
+"""The reconciler: compares the database with libvirt and the storage pools, and repairs drift.
+
+Run by the task queue's scheduler every few minutes and by `manage.py reconcile`. It
+
+- fails operations whose worker died (past their deadline), repairing what they left half-done,
+  and sends again operations that waited too long in the queue (their task was lost);
+- marks VMs whose domain vanished, and corrects recorded states that drifted (a guest that
+  powered itself off);
+- finishes layers left half-created or half-deleted, and frees layers nothing refers to;
+- reports domains and volumes that no row accounts for, and removes them once they have been
+  seen for a grace period and are provably unreferenced (no layer row, and no volume built on
+  them).
+
+It never frees a layer that a VM, a snapshot, an image or another layer refers to: freeing goes
+through `vms.storage.layer_release`, which checks exactly that under a row lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from operations.models import (
+    Operation,
+    OperationState,
+    OrphanSighting,
+    ReconcileRun,
+)
+from operations.services import operations_expire
+from vms import hypervisor, storage
+from vms.models import VM, Host, Image, Layer, LayerState, VMState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    found: list[str] = field(default_factory=list)
+    healthy: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        self.found.append(line)
+        logger.warning("reconcile: %s", line)
+
+    def text(self) -> str:
+        lines = [f"Found and handled {len(self.found)} problem(s)."]
+        lines += [f"- {line}" for line in self.found]
+        lines += [f"  {line}" for line in self.healthy]
+        return "\n".join(lines)
+
+
+def reconcile(*, now=None, grace: timedelta | None = None) -> Report:
+    """One pass over every host. Returns (and records) what it found and did."""
+    now = now or timezone.now()
+    grace = grace if grace is not None else timedelta(minutes=settings.RECONCILE_GRACE_MINUTES)
+    started = timezone.now()
+    report = Report()
+    _operations(report, now, grace)
+    for host in Host.objects.filter(enabled=True):
+        try:
+            _host(report, host, now, grace)
+        except hypervisor.HypervisorError as exc:
+            report.add(f"Host {host.name}: libvirt did not answer ({exc}); checked next time.")
+    ReconcileRun.objects.create(
+        started_at=started,
+        finished_at=timezone.now(),
+        summary=report.text(),
+        problems=len(report.found),
+    )
+    return report
+
+
+def _operations(report: Report, now, grace: timedelta) -> None:
+    for operation in operations_expire(now=now):
+        report.add(f"Operation {operation.kind} on {operation.target_name!r}: {operation.error}")
+    from django_q.tasks import async_task
+
+    lost = Operation.objects.filter(state=OperationState.QUEUED, created_at__lt=now - grace)
+    for operation in lost:
+        async_task("operations.tasks.run_operation", str(operation.pk))
+        report.add(
+            f"Operation {operation.kind} on {operation.target_name!r} waited since "
+            f"{operation.created_at:%H:%M:%S} for a worker; it was sent again."
+        )
+
+
+def _host(report: Report, host: Host, now, grace: timedelta) -> None:
+    uri = host.libvirt_uri
+    records = {
+        record.uuid: record
+        for record in hypervisor.domains(uri)
+        if record.metadata.get("pool") == host.pool_name
+    }
+    busy = set(Operation.objects.active().exclude(vm=None).values_list("vm_id", flat=True))
+    vms = list(VM.objects.filter(host=host).select_related("host"))
+    known_domains = {vm.domain_uuid for vm in vms}
+
+    for vm in vms:
+        if vm.pk in busy or vm.state in (VMState.CREATING, VMState.DELETING):
+            continue
+        record = records.get(vm.domain_uuid)
+        if record is None:
+            if vm.state != VMState.ERROR:
+                VM.objects.filter(pk=vm.pk).update(state=VMState.ERROR)
+                report.add(f"VM {vm.name!r} ({vm.owner}): its domain vanished; marked as error.")
+            continue
+        actual = VMState.RUNNING if record.active else VMState.STOPPED
+        if vm.state != actual:
+            VM.objects.filter(pk=vm.pk).update(state=actual)
+            report.add(f"VM {vm.name!r}: recorded {vm.state}, really {actual}; corrected.")
+        else:
+            report.healthy.append(f"VM {vm.name!r}: {actual}, as recorded.")
+
+    for domain_uuid, record in records.items():
+        if domain_uuid in known_domains:
+            continue
+        if _seen_long_enough(host, OrphanSighting.Kind.DOMAIN, record.name, now, grace):
+            hypervisor.domain_undefine(uri, domain_uuid)
+            _forget_sighting(host, OrphanSighting.Kind.DOMAIN, record.name)
+            report.add(f"Domain {record.name}: belonged to no VM; removed.")
+        else:
+            report.add(f"Domain {record.name}: belongs to no VM; removed if still so later.")
+
+    _layers(report, host, now, grace)
+    _volumes(report, host, now, grace)
+
+
+def _layers(report: Report, host: Host, now, grace: timedelta) -> None:
+    old = Q(host=host, created_at__lt=now - grace)
+    stuck = Layer.objects.filter(old, state__in=[LayerState.CREATING, LayerState.DELETING])
+    unreferenced = Layer.objects.filter(
+        old,
+        state=LayerState.READY,
+        children__isnull=True,
+        active_for__isnull=True,
+        images__isnull=True,
+        snapshots__isnull=True,
+    )
+    for layer in [*stuck, *unreferenced]:
+        if storage.layer_is_needed(layer):
+            continue
+        # A layer half-created by a worker that died is freed like any other unneeded one.
+        Layer.objects.filter(pk=layer.pk, state=LayerState.CREATING).update(
+            state=LayerState.DELETING
+        )
+        freed = storage.layer_release(layer.pk)
+        if freed:
+            report.add(f"Layer {layer.pk}: nothing needed it; freed ({len(freed)} layer(s)).")
+
+
+def _volumes(report: Report, host: Host, now, grace: timedelta) -> None:
+    uri, pool = host.libvirt_uri, host.pool_name
+    names = set(hypervisor.volume_names(uri, pool))
+    known = {layer.volume_name for layer in Layer.objects.filter(host=host).only("id")}
+    for kernel, initrd in Image.objects.filter(host=host).values_list(
+        "kernel_volume", "initrd_volume"
+    ):
+        known |= {kernel, initrd}
+    for layer in Layer.objects.filter(host=host, state=LayerState.READY).only("id"):
+        if layer.volume_name not in names:
+            report.add(f"Layer {layer.pk}: its volume is missing from pool {pool}! Left as is.")
+    strangers = names - known
+    if not strangers:
+        return
+    parent_of = {}
+    for name in names:
+        info = hypervisor.volume_info(uri, pool, name)
+        if info.backing_path:
+            parent_of[name] = info.backing_path.rsplit("/", 1)[-1]
+    # Whatever a known layer is built on, directly or not, is needed, whatever the rows say.
+    needed = set()
+    for name in known:
+        while name in parent_of and parent_of[name] not in needed:
+            name = parent_of[name]
+            needed.add(name)
+    for name in sorted(strangers & needed):
+        report.add(f"Volume {name}: no layer row, but a layer is built on it; kept.")
+    candidates = strangers - needed
+    expired = {
+        name
+        for name in candidates
+        if _seen_long_enough(host, OrphanSighting.Kind.VOLUME, name, now, grace)
+    }
+    # A volume goes only together with every volume built on it.
+    removable = set(expired)
+    changed = True
+    while changed:
+        changed = False
+        for name in list(removable):
+            children = {child for child, parent in parent_of.items() if parent == name}
+            if not children <= removable:
+                removable.discard(name)
+                changed = True
+    for name in sorted(removable):
+        hypervisor.volume_delete(uri, pool, name)
+        _forget_sighting(host, OrphanSighting.Kind.VOLUME, name)
+        report.add(f"Volume {name}: belonged to nothing; removed.")
+    for name in sorted(candidates - removable):
+        report.add(f"Volume {name}: belongs to nothing; removed if still so later.")
+
+
+def _seen_long_enough(host: Host, kind: str, name: str, now, grace: timedelta) -> bool:
+    sighting, _ = OrphanSighting.objects.get_or_create(
+        host=host, kind=kind, name=name, defaults={"first_seen": now}
+    )
+    return now - sighting.first_seen >= grace
+
+
+def _forget_sighting(host: Host, kind: str, name: str) -> None:
+    OrphanSighting.objects.filter(host=host, kind=kind, name=name).delete()

@@ -1,0 +1,39 @@
+from django.contrib import admin
+
+from snapshots.models import Plan, Snapshot
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "max_snapshots", "max_snapshot_bytes", "max_vms", "is_default"]
+    list_editable = ["max_snapshots", "max_snapshot_bytes", "max_vms"]
+    ordering = ["position"]
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "owner",
+        "source_vm_name",
+        "kind",
+        "state",
+        "size_bytes",
+        "quiesced",
+        "created_at",
+    ]
+    list_filter = ["state", "kind", "quiesced", "created_at"]
+    search_fields = ["name", "owner__username", "source_vm_name", "id"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner", "source_vm", "image", "layer", "parent"]
+    readonly_fields = [
+        "id",
+        "layer",
+        "size_bytes",
+        "disk_bytes",
+        "quiesced",
+        "state",
+        "created_at",
+        "updated_at",
+    ]
+    date_hierarchy = "created_at"

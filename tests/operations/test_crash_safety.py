@@ -1,0 +1,165 @@
+"""Killed workers, a restarted libvirtd, drift made by hand: nothing a user has is lost, and the
+reconciler leaves no volume or domain that nothing references."""
+
+from datetime import timedelta
+
+import pytest
+
+from operations.models import OperationState
+from operations.reconciler import reconcile
+from snapshots.models import Snapshot
+from snapshots.services import snapshot_new_vm, snapshot_restore, snapshot_take
+from tests import guest
+from tests.conftest import Worker, tasks_inline, wait_for
+from vms import hypervisor
+from vms.models import VM, Image, Layer, VMState
+from vms.services import vm_create
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
+
+
+def finished(operation):
+    operation.refresh_from_db()
+    return operation.state in (OperationState.SUCCEEDED, OperationState.FAILED)
+
+
+def run_to_end(operation, timeout=90):
+    wait_for(lambda: finished(operation), timeout=timeout, what=f"{operation.kind} to finish")
+    assert operation.state == OperationState.SUCCEEDED, operation.error
+    return operation
+
+
+def nothing_unreferenced_is_left(host):
+    """Every volume in the pool is a layer or an image file; every domain is a VM's."""
+    volumes = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    wanted = {layer.volume_name for layer in Layer.objects.filter(host=host)}
+    for image in Image.objects.filter(host=host):
+        wanted |= {image.kernel_volume, image.initrd_volume}
+    assert volumes == wanted
+    domains = {
+        r.uuid
+        for r in hypervisor.domains(host.libvirt_uri)
+        if r.metadata.get("pool") == host.pool_name
+    }
+    assert domains == set(VM.objects.filter(host=host).values_list("domain_uuid", flat=True))
+
+
+@pytest.fixture
+def failpoint_dir(tmp_path):
+    folder = tmp_path / "failpoints"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def crashing_worker(transactional_db, failpoint_dir, request):
+    """A real worker that stops at the failpoint named by the test's `failpoint` mark."""
+    name = request.node.get_closest_marker("failpoint").args[0]
+    worker = Worker(FAILPOINTS=name, FAILPOINT_DIR=str(failpoint_dir))
+    yield worker
+    worker.stop()
+
+
+def booted_vm_with_marker(alice, image, text="kept"):
+    vm = VM.objects.get(pk=run_to_end(vm_create(owner=alice, name="box", image=image)).vm_id)
+    vm = VM.objects.select_related("host", "image").get(pk=vm.pk)
+    guest.wait_for_boot(vm)
+    guest.run(vm, f"echo {text} > /root/marker; sync; echo ok")
+    return vm
+
+
+def kill_at_failpoint(worker, failpoint_dir, name):
+    wait_for(lambda: (failpoint_dir / name).exists(), timeout=60, what=f"failpoint {name}")
+    worker.kill()
+
+
+def expire(operation):
+    operation.refresh_from_db()
+    assert operation.state == OperationState.RUNNING
+    return reconcile(now=operation.deadline + timedelta(seconds=1), grace=timedelta(0))
+
+
+@pytest.mark.failpoint("snapshot.take.switched")
+def test_a_worker_killed_in_the_middle_of_a_take(crashing_worker, failpoint_dir, alice, image):
+    vm = booted_vm_with_marker(alice, image)
+    take = snapshot_take(vm=vm, user=alice, name="interrupted")
+    kill_at_failpoint(crashing_worker, failpoint_dir, "snapshot.take.switched")
+
+    with tasks_inline():
+        expire(take)
+        take.refresh_from_db()
+        assert take.state == OperationState.FAILED
+        assert "The snapshot had been taken; it was recorded." in take.error
+        snapshot = Snapshot.objects.get(pk=take.snapshot_id)
+        assert snapshot.state == "ready"
+        vm.refresh_from_db()
+        assert vm.state == VMState.RUNNING
+        assert guest.run(vm, "cat /root/marker") == "kept"
+        nothing_unreferenced_is_left(vm.host)
+
+
+@pytest.mark.failpoint("snapshot.restore.switched")
+def test_a_worker_killed_in_the_middle_of_a_restore(crashing_worker, failpoint_dir, alice, image):
+    vm = booted_vm_with_marker(alice, image, "first")
+    snapshot = Snapshot.objects.get(
+        pk=run_to_end(snapshot_take(vm=vm, user=alice, name="s")).snapshot_id
+    )
+    guest.run(vm, "echo second > /root/marker; sync; echo ok")
+    restore = snapshot_restore(snapshot=snapshot, user=alice)
+    kill_at_failpoint(crashing_worker, failpoint_dir, "snapshot.restore.switched")
+
+    with tasks_inline():
+        expire(restore)
+        restore.refresh_from_db()
+        assert "it was completed" in restore.error
+        vm.refresh_from_db()
+        assert vm.state == VMState.RUNNING
+        guest.wait_for_boot(vm, boots=2)
+        assert guest.run(vm, "cat /root/marker") == "first"
+        nothing_unreferenced_is_left(vm.host)
+
+
+@pytest.mark.failpoint("snapshot.restore.stopped")
+def test_a_worker_killed_before_a_restore_switched_the_disk(
+    crashing_worker, failpoint_dir, alice, image
+):
+    vm = booted_vm_with_marker(alice, image, "first")
+    snapshot = Snapshot.objects.get(
+        pk=run_to_end(snapshot_take(vm=vm, user=alice, name="s")).snapshot_id
+    )
+    guest.run(vm, "echo second > /root/marker; sync; echo ok")
+    restore = snapshot_restore(snapshot=snapshot, user=alice)
+    kill_at_failpoint(crashing_worker, failpoint_dir, "snapshot.restore.stopped")
+
+    with tasks_inline():
+        expire(restore)
+        restore.refresh_from_db()
+        assert "the VM keeps its disk" in restore.error
+        guest.wait_for_boot(vm, boots=2)
+        assert guest.run(vm, "cat /root/marker") == "second"
+        assert not Snapshot.objects.filter(kind="before_restore").exists()
+        nothing_unreferenced_is_left(vm.host)
+
+
+@pytest.mark.failpoint("vm.create.layer")
+def test_a_worker_killed_in_the_middle_of_a_new_vm(crashing_worker, failpoint_dir, alice, image):
+    with tasks_inline():  # the worker would stop at the source VM's creation too
+        source = booted_vm_with_marker(alice, image)
+        snapshot_id = run_to_end(snapshot_take(vm=source, user=alice, name="s")).snapshot_id
+    snapshot = Snapshot.objects.get(pk=snapshot_id)
+    clone = snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")
+    kill_at_failpoint(crashing_worker, failpoint_dir, "vm.create.layer")
+
+    with tasks_inline():
+        expire(clone)
+        clone.refresh_from_db()
+        assert "The half-created VM was removed." in clone.error
+        assert not VM.objects.filter(name="clone").exists()
+        nothing_unreferenced_is_left(source.host)
+        # The snapshot still seeds VMs, and the source VM still has its data.
+        again = VM.objects.get(
+            pk=run_to_end(snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")).vm_id
+        )
+        guest.wait_for_boot(again)
+        assert guest.run(again, "cat /root/marker") == "kept"
+        assert guest.run(source, "cat /root/marker") == "kept"

@@ -1,0 +1,76 @@
+from django.contrib import admin, messages
+
+from operations.errors import ServiceError
+from vms.models import VM, Host, Image, Layer
+from vms.services import vm_flatten
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = ["name", "libvirt_uri", "domain_type", "pool_name", "enabled"]
+    list_filter = ["enabled", "domain_type"]
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "host", "is_public", "created_at"]
+    list_filter = ["is_public", "host"]
+    search_fields = ["slug", "name"]
+    list_select_related = ["host"]
+    raw_id_fields = ["layer"]
+    readonly_fields = ["layer", "kernel_volume", "initrd_volume", "created_at"]
+
+
+@admin.register(Layer)
+class LayerAdmin(admin.ModelAdmin):
+    list_display = ["id", "host", "state", "depth", "allocation", "virtual_size", "created_at"]
+    list_filter = ["state", "host"]
+    search_fields = ["id"]
+    list_select_related = ["host"]
+    raw_id_fields = ["parent"]
+    # The chain is the database's record of what is on disk: never hand-edited.
+    readonly_fields = ["id", "host", "parent", "depth", "virtual_size", "allocation", "created_at"]
+
+
+@admin.register(VM)
+class VMAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "owner",
+        "state",
+        "image",
+        "host",
+        "vcpus",
+        "memory_mib",
+        "chain_depth",
+        "created_at",
+    ]
+    list_filter = ["state", "host", "image"]
+    search_fields = ["name", "owner__username", "id", "domain_uuid"]
+    list_select_related = ["owner", "image", "host", "active_layer"]
+    raw_id_fields = ["owner", "active_layer", "source_snapshot", "current_snapshot"]
+    readonly_fields = [
+        "id",
+        "domain_uuid",
+        "mac_address",
+        "active_layer",
+        "state",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["flatten"]
+
+    @admin.display(description="chain depth", ordering="active_layer__depth")
+    def chain_depth(self, vm):
+        return vm.active_layer.depth if vm.active_layer else None
+
+    @admin.action(description="Flatten the disk chain of the selected VMs")
+    def flatten(self, request, queryset):
+        started = 0
+        for vm in queryset:
+            try:
+                vm_flatten(vm=vm, user=request.user)
+                started += 1
+            except ServiceError as exc:
+                self.message_user(request, f"{vm}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"Started flattening {started} VM(s).")
