@@ -69,7 +69,7 @@ def _translate(exc: libvirt.libvirtError) -> HypervisorError:
         return PoolNotFound(message)
     if code == libvirt.VIR_ERR_OPERATION_INVALID:
         return InvalidDomainState(message)
-    if code in _UNAVAILABLE_CODES:
+    if code in _UNAVAILABLE_CODES or exc.get_error_domain() == libvirt.VIR_FROM_RPC:
         return HypervisorUnavailable(f"libvirt is unreachable: {message}")
     return HypervisorError(message)
 

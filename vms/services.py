@@ -12,6 +12,7 @@ import unicodedata
 from pathlib import Path
 
 from django.conf import settings
+from django.core.cache import cache as rate_cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -71,10 +72,15 @@ def _name_taken(owner, name: str, *, exclude=None) -> bool:
 
 
 def lock_owner(owner) -> None:
-    """Serialize the limit checks of one account (a row lock on the user)."""
+    """Serialize the limit checks of one account (a row lock on the user).
+
+    FOR NO KEY UPDATE, not FOR UPDATE: rows inserted meanwhile that refer to the user (an
+    operation of a parallel request) take a key-share lock on it, which this does not block;
+    with FOR UPDATE the two requests could each wait for the other.
+    """
     from accounts.models import User
 
-    User.objects.select_for_update().filter(pk=owner.pk).first()
+    User.objects.select_for_update(no_key=True).filter(pk=owner.pk).first()
 
 
 def vm_limit_check(owner) -> None:
@@ -293,12 +299,10 @@ def console_rate_check(user) -> None:
     """At most CONSOLE_LINES_PER_MINUTE lines a minute per user, across all their consoles."""
     import time
 
-    from django.core.cache import cache
-
     limit = settings.CONSOLE_LINES_PER_MINUTE
     key = f"console-lines:{user.pk}:{int(time.time() // 60)}"
-    cache.add(key, 0, timeout=120)
-    if cache.incr(key) > limit:
+    rate_cache.add(key, 0, timeout=120)
+    if rate_cache.incr(key) > limit:
         raise RateLimited(
             f"That is more than {limit} console lines a minute; wait a moment and type again."
         )

@@ -1,8 +1,9 @@
 """The REST API's contract: status codes, bodies, permissions, idempotency, throttling."""
 
 import pytest
-from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 
+from koding_snapshots.api.common import MutationThrottle
 from operations.models import Operation, OperationKind, OperationState
 from snapshots.models import Plan, Snapshot, SnapshotState
 from snapshots.services import plan_change
@@ -13,8 +14,9 @@ MISSING = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture(autouse=True)
-def fresh_throttle():
-    cache.clear()
+def fresh_throttle(monkeypatch):
+    """Each test counts its own requests (the shared cache may remember earlier runs)."""
+    monkeypatch.setattr(MutationThrottle, "cache", LocMemCache("throttle-test", {}))
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """Killed workers, a restarted libvirtd, drift made by hand: nothing a user has is lost, and the
 reconciler leaves no volume or domain that nothing references."""
 
+import os
+import subprocess
 from datetime import timedelta
 
 import pytest
 
-from operations.models import OperationState
+from operations.models import Operation, OperationState
 from operations.reconciler import reconcile
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_new_vm, snapshot_restore, snapshot_take
@@ -13,7 +15,7 @@ from tests import guest
 from tests.conftest import Worker, tasks_inline, wait_for
 from vms import hypervisor
 from vms.models import VM, Image, Layer, VMState
-from vms.services import vm_create
+from vms.services import vm_create, vm_stop
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
 
@@ -163,3 +165,50 @@ def test_a_worker_killed_in_the_middle_of_a_new_vm(crashing_worker, failpoint_di
         guest.wait_for_boot(again)
         assert guest.run(again, "cat /root/marker") == "kept"
         assert guest.run(source, "cat /root/marker") == "kept"
+
+
+def restart_libvirtd():
+    """Stop libvirtd and start it again (the guests keep running meanwhile)."""
+    subprocess.run(["pkill", "-x", "libvirtd"], check=False)
+    wait_for(
+        lambda: subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode != 0,
+        timeout=30,
+        what="libvirtd to stop",
+    )
+    subprocess.run(["libvirtd", "-d"], check=True)
+    wait_for(
+        lambda: subprocess.run(["virsh", "-q", "version"], capture_output=True).returncode == 0,
+        timeout=30,
+        what="libvirtd to answer again",
+    )
+
+
+@pytest.fixture
+def patient_worker(transactional_db):
+    """A real worker that waits up to five minutes for a guest to power off."""
+    worker = Worker(VM_STOP_TIMEOUT="300")
+    yield worker
+    worker.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="restarting libvirtd needs root")
+def test_libvirtd_restarted_during_an_operation_loses_nothing(patient_worker, alice, image):
+    vm = booted_vm_with_marker(alice, image)
+    guest.run(vm, "killall acpid; echo ignoring the power button")
+    stop = vm_stop(vm=vm, user=alice)
+    wait_for(
+        lambda: Operation.objects.filter(pk=stop.pk, progress__gte=20).exists(),
+        timeout=30,
+        what="the stop to be waiting for the guest",
+    )
+    restart_libvirtd()
+
+    wait_for(lambda: finished(stop), timeout=60, what="the stop to end")
+    assert stop.state == OperationState.FAILED
+    assert stop.error.startswith("The hypervisor refused: libvirt is unreachable")
+    report = reconcile(grace=timedelta(0))
+    assert not [line for line in report.found if "vanished" in line]
+    vm.refresh_from_db()
+    assert vm.state == VMState.RUNNING  # the guest never stopped
+    assert guest.run(vm, "cat /root/marker") == "kept"
+    nothing_unreferenced_is_left(vm.host)

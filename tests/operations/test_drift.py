@@ -1,0 +1,112 @@
+"""Drift made by hand is found and repaired or reported, without false alarms on healthy VMs."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from operations.models import Operation, OperationKind, OperationState, ReconcileRun
+from operations.reconciler import reconcile
+from operations.services import operation_claim, operation_start
+from snapshots.models import Snapshot
+from tests import guest
+from tests.conftest import wait_for
+from vms import hypervisor
+from vms.models import VM, Layer, VMState
+from vms.services import console_send
+
+pytestmark = pytest.mark.libvirt
+
+NO_GRACE = timedelta(0)
+
+
+def test_a_healthy_vm_raises_no_alarm(make_vm, alice):
+    vm = make_vm(alice)
+    report = reconcile(grace=NO_GRACE)
+    assert not [line for line in report.found if vm.name in line or str(vm.domain_uuid) in line]
+    vm.refresh_from_db()
+    assert vm.state == VMState.RUNNING
+    assert ReconcileRun.objects.get().summary == report.text()
+
+
+def test_a_domain_undefined_behind_the_services_back_marks_the_vm(make_vm, alice):
+    vm = make_vm(alice)
+    hypervisor.domain_undefine(vm.host.libvirt_uri, vm.domain_uuid)
+    report = reconcile(grace=NO_GRACE)
+    vm.refresh_from_db()
+    assert vm.state == VMState.ERROR
+    assert any("its domain vanished" in line for line in report.found)
+
+
+def test_a_guest_that_powered_itself_off_is_recorded_as_stopped(make_vm, alice):
+    vm = make_vm(alice)
+    guest.wait_for_boot(vm)
+    console_send(vm=vm, user=alice, line="poweroff")
+    wait_for(
+        lambda: hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "shutoff",
+        timeout=60,
+        what="the guest to power off",
+    )
+    report = reconcile(grace=NO_GRACE)
+    vm.refresh_from_db()
+    assert vm.state == VMState.STOPPED
+    assert f"VM {vm.name!r}: recorded running, really stopped; corrected." in report.found
+
+
+def test_a_stray_volume_is_reported_then_removed_after_the_grace_period(host, image):
+    hypervisor.volume_create(host.libvirt_uri, host.pool_name, "stray.qcow2", capacity=2**20)
+    first = reconcile(grace=timedelta(minutes=10))
+    assert "Volume stray.qcow2: belongs to nothing; removed if still so later." in first.found
+    assert "stray.qcow2" in hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+
+    later = reconcile(now=timezone.now() + timedelta(minutes=11), grace=timedelta(minutes=10))
+    assert "Volume stray.qcow2: belonged to nothing; removed." in later.found
+    assert "stray.qcow2" not in hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+
+
+def test_an_unknown_volume_a_layer_builds_on_is_kept(host, image, alice):
+    uri, pool = host.libvirt_uri, host.pool_name
+    base = hypervisor.volume_create(uri, pool, "unrecorded-base.qcow2", capacity=2**20)
+    layer = Layer.objects.create(host=host, virtual_size=2**20, state="ready")
+    hypervisor.volume_create(uri, pool, layer.volume_name, capacity=2**20, backing_path=base.path)
+    Snapshot.objects.create(
+        owner=alice, source_vm_name="gone", image=image, name="kept", layer=layer, state="ready"
+    )
+    report = reconcile(grace=NO_GRACE)
+    names = hypervisor.volume_names(uri, pool)
+    assert "unrecorded-base.qcow2" in names
+    assert layer.volume_name in names
+    assert (
+        "Volume unrecorded-base.qcow2: no layer row, but a layer is built on it; kept."
+        in report.found
+    )
+
+
+def test_an_orphan_domain_is_removed_after_the_grace_period(make_vm, alice):
+    vm = make_vm(alice)
+    VM.objects.filter(pk=vm.pk).delete()  # the row goes behind the service's back
+    report = reconcile(grace=NO_GRACE)
+    assert f"Domain ks-{vm.domain_uuid}: belonged to no VM; removed." in report.found
+    assert hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) is None
+
+
+def test_an_operation_stuck_past_its_deadline_is_failed(make_vm, alice):
+    vm = make_vm(alice)
+    stuck = operation_start(kind=OperationKind.VM_REBOOT, owner=alice, vm=vm, target_name=vm.name)
+    Operation.objects.filter(pk=stuck.pk).update(state=OperationState.QUEUED)
+    claimed = operation_claim(stuck.pk)
+    assert claimed is not None
+    report = reconcile(now=claimed.deadline + timedelta(seconds=1), grace=timedelta(days=1))
+    stuck.refresh_from_db()
+    assert stuck.state == OperationState.FAILED
+    assert any("stopped before it finished" in line for line in report.found)
+
+
+def test_the_reconcile_command_prints_its_summary(host, image):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("reconcile", "--grace-minutes", "0", stdout=out)
+    assert out.getvalue().startswith("Found and handled")
