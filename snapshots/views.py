@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -10,6 +11,8 @@ from operations.errors import ServiceError
 from snapshots import services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.selectors import usage_for
+
+PAGE_SIZE = 50
 
 
 def _form_error(request, form) -> None:
@@ -22,15 +25,9 @@ def _form_error(request, form) -> None:
 @require_GET
 def snapshot_list(request):
     snapshots = snapshots_of(request.user).select_related("source_vm", "parent", "image")
-    return render(
-        request,
-        "snapshots/snapshot_list.html",
-        {
-            "snapshots": snapshots,
-            "usage": usage_for(request.user),
-            "new_vm_form": SnapshotNewVMForm(),
-        },
-    )
+    page = Paginator(snapshots, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "snapshots": page.object_list, "usage": usage_for(request.user)}
+    return render(request, "snapshots/snapshot_list.html", context)
 
 
 @login_required

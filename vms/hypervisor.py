@@ -93,14 +93,18 @@ def connect(uri: str) -> libvirt.virConnect:
     """This process's connection to `uri`, opened on first use and reopened when it died."""
     key = (os.getpid(), uri)
     with _connections_lock:
-        conn = _connections.get(key)
+        conn = _connections.pop(key, None)
         if conn is not None:
             try:
-                if conn.isAlive():
-                    return conn
+                # A cheap real call: isAlive() can still say yes for a while after libvirtd
+                # restarted, and every call on that connection would then fail.
+                conn.getLibVersion()
             except libvirt.libvirtError:
-                pass
-            _connections.pop(key, None)
+                with suppress(libvirt.libvirtError):
+                    conn.close()
+            else:
+                _connections[key] = conn
+                return conn
         with _libvirt_errors():
             conn = libvirt.open(uri)
         _connections[key] = conn

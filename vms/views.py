@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -18,6 +19,8 @@ from snapshots.services import snapshot_new_vm
 from vms import services
 from vms.forms import ConsoleLineForm, VMCreateForm
 from vms.models import Image, VMState
+
+PAGE_SIZE = 50
 
 
 def _active_operations():
@@ -37,8 +40,14 @@ def dashboard(request):
         .annotate(snapshot_count=Count("snapshots", filter=Q(snapshots__state=SnapshotState.READY)))
         .prefetch_related(_active_operations())
     )
-    busy = any(vm.active_operations or vm.state == VMState.CREATING for vm in vms)
-    context = {"vms": vms, "busy": busy, "usage": usage_for(request.user)}
+    page = Paginator(vms, PAGE_SIZE).get_page(request.GET.get("page"))
+    busy = any(vm.active_operations or vm.state == VMState.CREATING for vm in page)
+    context = {
+        "vms": page.object_list,
+        "page": page,
+        "busy": busy,
+        "usage": usage_for(request.user),
+    }
     if request.headers.get("HX-Request"):
         return render(request, "vms/_vm_table.html", context)
     return render(request, "vms/dashboard.html", context)
