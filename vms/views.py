@@ -39,6 +39,7 @@ def dashboard(request):
         .select_related("image")
         .annotate(snapshot_count=Count("snapshots", filter=Q(snapshots__state=SnapshotState.READY)))
         .prefetch_related(_active_operations())
+        .order_by("name", "id")
     )
     page = Paginator(vms, PAGE_SIZE).get_page(request.GET.get("page"))
     busy = any(vm.active_operations or vm.state == VMState.CREATING for vm in page)
