@@ -1,0 +1,111 @@
+"""API throughput and latency under gunicorn on PostgreSQL, with 1,000 VMs and 10,000
+snapshots in the database, against a bare Django view under the same server (wrk drives it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+from bench.common import ROOT, bench_environment
+
+PORT = 8765
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def mac(prefix: int, i: int) -> str:
+    return f"52:54:{prefix:02x}:{i // 65536:02x}:{i // 256 % 256:02x}:{i % 256:02x}"
+
+
+def seed(vms: int = 1000, snapshots: int = 10_000):
+    """A user with `vms` VMs and `snapshots` snapshots (rows only: this measures the web side)."""
+    from accounts.models import User
+    from operations.models import Operation, OperationKind, OperationState
+    from snapshots.models import Plan, Snapshot, SnapshotState
+    from vms.models import VM, Image, Layer, VMState
+
+    plan = Plan.objects.get(slug="bench")
+    user, _ = User.objects.get_or_create(username="bench-api", defaults={"plan": plan})
+    image = Image.objects.get(slug="busybox", is_public=True)
+    if VM.objects.filter(owner=user).count() < vms:
+        VM.objects.filter(owner=user).delete()
+        rows = VM.objects.bulk_create(
+            VM(owner=user, name=f"vm-{i:04}", host=image.host, image=image,
+               disk_bytes=4 * 1024**3, state=VMState.STOPPED, mac_address=mac(1, i))
+            for i in range(vms)
+        )  # fmt: skip
+        layers = Layer.objects.bulk_create(
+            Layer(host=image.host, parent=image.layer, virtual_size=1, state="ready")
+            for _ in range(snapshots)
+        )
+        Snapshot.objects.bulk_create(
+            Snapshot(owner=user, source_vm=rows[i % vms], source_vm_name=rows[i % vms].name,
+                     image=image, name=f"snapshot {i}", layer=layers[i], size_bytes=2**20,
+                     state=SnapshotState.READY)
+            for i in range(snapshots)
+        )  # fmt: skip
+        Operation.objects.create(
+            kind=OperationKind.VM_START, owner=user, vm=rows[0], target_name="vm-0000",
+            state=OperationState.SUCCEEDED, progress=100,
+        )  # fmt: skip
+    return user, Operation.objects.filter(owner=user).first()
+
+
+def wrk(url: str, token: str, connections: int, seconds: int) -> dict:
+    argv = [
+        "wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
+        "--latency", "-H", f"Authorization: Bearer {token}", url,
+    ]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    latency = {}
+    for label, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        latency[label] = float(value) * UNITS[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": latency.get("50"),
+        "p99_ms": latency.get("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def api_throughput(concurrency=(1, 8, 32), seconds: int = 10) -> dict:
+    from accounts.services import token_create
+
+    print("  API throughput: seeding 1,000 VMs and 10,000 snapshots...", flush=True)
+    user, operation = seed()
+    token = token_create(user=user, name="bench")[1]
+    env = {**os.environ, **bench_environment()}
+    workers = 2 * (os.cpu_count() or 1) + 1
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "bench.wsgi", "--bind", f"127.0.0.1:{PORT}",
+         "--workers", str(workers), "--log-level", "warning"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{PORT}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/bench/bare/", timeout=1)  # noqa: S310
+                break
+            except OSError:
+                time.sleep(0.2)
+        targets = {
+            "list snapshots": f"{base}/api/snapshots/",
+            "read an operation": f"{base}/api/operations/{operation.pk}/",
+            "bare Django view": f"{base}/bench/bare/",
+        }
+        results = {}
+        for name, url in targets.items():
+            for connections in concurrency:
+                print(f"    {name}, {connections} client(s)...", flush=True)
+                results.setdefault(name, {})[connections] = wrk(url, token, connections, seconds)
+        results["workers"] = workers
+        return results
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,232 @@
+"""Writes docs/benchmarks.md and docs/benchmarks.png from the measured results."""
+
+from __future__ import annotations
+
+from bench.common import ROOT
+
+DOCS = ROOT / "docs"
+
+
+def _yes(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def write(results: dict) -> None:
+    DOCS.mkdir(exist_ok=True)
+    lines = ["# Benchmarks", ""]
+    lines += [
+        "Measured by `bin/bench` (see `bench/`), every figure beside its baseline from the same",
+        "run, medians of the stated repetitions. Benchmarks measure and print; nothing passes or",
+        "fails.",
+        "",
+        f"Run on {results.get('date', '?')}.",
+        "",
+        "## Machine",
+        "",
+    ]
+    for key, value in results.get("machine", {}).items():
+        lines.append(f"- {key}: {value}")
+    lines.append("")
+
+    ops = results.get("snapshot_operations")
+    if ops:
+        sizes = sorted(ops, key=int)
+        lines += [
+            "## Snapshot operations on a running guest",
+            "",
+            "Seconds from the service call to the end of the operation (the worker's code, in",
+            "process; queue latency is measured below). Baselines: `virsh snapshot-create-as",
+            "--disk-only --atomic --no-metadata` on the same running guest, and a full",
+            "`qemu-img convert -O qcow2` copy of the same disk chain. Restore includes stopping",
+            "and starting QEMU (the guest's boot is not included).",
+            "",
+            "| written | take | virsh (baseline) | take / virsh | restore | new VM | full copy "
+            "(baseline) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for size in sizes:
+            r = ops[size]
+            lines.append(
+                f"| {size} GiB | {r['take']:.3f} | {r['virsh']:.3f} | "
+                f"{r['take'] / r['virsh']:.2f}x | {r['restore']:.3f} | {r['new_vm']:.3f} | "
+                f"{r['copy']:.3f} |"
+            )
+        small, big = ops[sizes[0]], ops[sizes[-1]]
+        span = int(sizes[-1]) - int(sizes[0])
+        lines += [
+            "",
+            f"Slope in disk size ({sizes[0]} GiB to {sizes[-1]} GiB), seconds per GiB:",
+            "",
+        ]
+        for key in ("take", "restore", "new_vm", "virsh", "copy"):
+            slope = (big[key] - small[key]) / span if span else 0
+            lines.append(f"- {key}: {slope * 1000:+.1f} ms/GiB ({big[key] / small[key]:.2f}x)")
+        worst = max(ops[s]["take"] / ops[s]["virsh"] for s in sizes)
+        flat = all(big[k] <= 1.2 * small[k] for k in ("take", "restore", "new_vm"))
+        lines += [
+            "",
+            f"- Goal: our take within 1.5x of the plain virsh call: {_yes(worst <= 1.5)} "
+            f"(worst {worst:.2f}x).",
+            f"- Goal: take, restore and new VM flat in disk size (largest no slower than 1.2x the "
+            f"smallest): {_yes(flat)}.",
+            "",
+        ]
+
+    pause = results.get("guest_pause")
+    if pause:
+        lines += [
+            "## Guest pause during a take",
+            "",
+            "A loop in the guest stamps `/proc/uptime` every 10 ms (10 ms resolution); the largest",
+            "gap over a 4 s window with a take in the middle, against the same window without one.",
+            "",
+            f"- with a take: {pause['take_max_gap_ms']} ms; without (baseline): "
+            f"{pause['idle_max_gap_ms']} ms",
+            f"- Goal: under 100 ms: {_yes(pause['take_max_gap_ms'] < 100)}.",
+            "",
+        ]
+
+    queue = results.get("queue_latency")
+    if queue:
+        lines += [
+            "## Queue latency",
+            "",
+            "From `async_task` to the task starting in a `manage.py qcluster` worker, tasks 20 ms",
+            "apart.",
+            "",
+            "| broker | tasks | p50 | p99 |",
+            "|---|---|---|---|",
+        ]
+        for broker, r in queue.items():
+            lines.append(
+                f"| {broker} | {r['tasks']} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms |"
+            )
+        lines.append("")
+
+    api = results.get("api")
+    if api:
+        bare = api["bare Django view"]
+        lines += [
+            "## API under gunicorn on PostgreSQL",
+            "",
+            f"{api.get('workers')} gunicorn workers; 1,000 VMs and 10,000 snapshots in the",
+            "database; wrk for 10 s per cell, token authentication. Baseline: a bare Django view",
+            "(no database) under the same server.",
+            "",
+            "| endpoint | clients | requests/s | vs bare | p50 | p99 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("list snapshots", "read an operation", "bare Django view"):
+            for clients, r in api[name].items():
+                ratio = r["rps"] / bare[clients]["rps"]
+                lines.append(
+                    f"| {name} | {clients} | {r['rps']:.0f} | {ratio:.2f} | "
+                    f"{r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms |"
+                )
+        eight = str(8) if "8" in api["list snapshots"] else 8
+        half = all(
+            api[n][c]["rps"] >= 0.5 * bare[c]["rps"]
+            for n in ("list snapshots", "read an operation")
+            for c in api[n]
+        )
+        p99 = max(api[n][eight]["p99_ms"] for n in ("list snapshots", "read an operation"))
+        lines += [
+            "",
+            f"- Goal: at least half the bare view's throughput: {_yes(half)}.",
+            f"- Goal: p99 under 100 ms at 8 clients: {_yes(p99 < 100)} ({p99:.1f} ms).",
+            "",
+        ]
+
+    scale = results.get("scale")
+    if scale:
+        lines += [
+            "## Scale of the data",
+            "",
+            "One user's pages with growing numbers of snapshots (VMs: a tenth as many), Django's",
+            "test client in process; query count, and median time of 5 requests.",
+            "",
+            "| snapshots | dashboard | snapshots page | API snapshot list |",
+            "|---|---|---|---|",
+        ]
+        for size, pages in sorted(scale.items(), key=lambda kv: int(kv[0])):
+            cells = [f"{p['queries']} queries, {p['ms']:.1f} ms" for p in pages.values()]
+            lines.append(f"| {size} | " + " | ".join(cells) + " |")
+        counts = {
+            name: {pages[name]["queries"] for pages in scale.values()}
+            for name in next(iter(scale.values()))
+        }
+        lines += [
+            "",
+            f"- Goal: flat query count: {_yes(all(len(c) == 1 for c in counts.values()))}.",
+            "",
+        ]
+
+    store = results.get("storage")
+    if store:
+        layers = store["snapshot_layers_bytes"] + store["image_bytes"]
+        gib = 1024**3
+        lines += [
+            "## Storage",
+            "",
+            f"{store['rounds']} snapshots of a guest that writes 100 MiB between them "
+            f"({store['written_mib']} MiB in all).",
+            "",
+            f"- copy-on-write layers (the snapshots' layers and the image): {layers / gib:.2f} GiB",
+            f"- baseline, a full copy at each snapshot: {store['full_copies_bytes'] / gib:.2f} GiB",
+            f"- ratio: {store['full_copies_bytes'] / max(layers, 1):.1f}x less with layers",
+            f"- Goal: close to 1 GiB in all, not 10 full disks: {_yes(layers < 1.5 * gib)}.",
+            "",
+        ]
+    if (DOCS / "benchmarks.png").exists():
+        lines += [
+            "![Snapshot operations against disk size, and API throughput](benchmarks.png)",
+            "",
+        ]
+    (DOCS / "benchmarks.md").write_text("\n".join(lines))
+
+
+def plot(results: dict) -> None:
+    ops, api = results.get("snapshot_operations"), results.get("api")
+    if not ops and not api:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    if ops:
+        sizes = sorted(ops, key=int)
+        x = [int(s) for s in sizes]
+        for key, label in (
+            ("take", "take"),
+            ("virsh", "virsh disk-only (baseline)"),
+            ("restore", "restore"),
+            ("new_vm", "new VM"),
+            ("copy", "full copy (baseline)"),
+        ):
+            axes[0].plot(x, [ops[s][key] for s in sizes], marker="o", label=label)
+        axes[0].set_yscale("log")
+        axes[0].set_xlabel("GiB written in the disk")
+        axes[0].set_ylabel("seconds (log)")
+        axes[0].set_title("Snapshot operations against disk size")
+        axes[0].legend(fontsize=8)
+    if api:
+        names = ["list snapshots", "read an operation", "bare Django view"]
+        clients = list(api[names[0]])
+        width = 0.25
+        for i, name in enumerate(names):
+            axes[1].bar(
+                [j + i * width for j in range(len(clients))],
+                [api[name][c]["rps"] for c in clients],
+                width,
+                label=name,
+            )
+        axes[1].set_xticks(
+            [j + width for j in range(len(clients))], [f"{c} clients" for c in clients]
+        )
+        axes[1].set_ylabel("requests per second")
+        axes[1].set_title("API under gunicorn (PostgreSQL, 10,000 snapshots)")
+        axes[1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(DOCS / "benchmarks.png", dpi=110)

@@ -1,0 +1,61 @@
+"""Runs the benchmarks and writes docs/benchmarks.md and docs/benchmarks.png.
+
+bin/bench                      everything
+bin/bench snapshots pause      some parts: snapshots, pause, storage, queue, api, scale
+bin/bench --repeats 3          fewer repetitions (default 5)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RESULTS, machine, setup_django
+
+PARTS = ("snapshots", "pause", "storage", "queue", "api", "scale")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parts", nargs="*", choices=[*PARTS, []], default=[])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sizes", default="1,4,8", help="GiB written, for snapshots")
+    args = parser.parse_args()
+    parts = args.parts or list(PARTS)
+
+    setup_django()
+    from bench import api, guests, queue, report, scale
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["machine"] = machine()
+    results["date"] = datetime.date.today().isoformat()
+    lab = guests.Lab() if {"snapshots", "pause", "storage", "api", "scale"} & set(parts) else None
+    if "snapshots" in parts:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        results["snapshot_operations"] = guests.snapshot_operations(lab, sizes, args.repeats)
+    if "pause" in parts:
+        results["guest_pause"] = guests.guest_pause(lab, args.repeats)
+    if "storage" in parts:
+        results["storage"] = guests.storage_cost(lab)
+    if "queue" in parts:
+        results["queue_latency"] = queue.queue_latency()
+    if "api" in parts:
+        results["api"] = api.api_throughput()
+    if "scale" in parts:
+        results["scale"] = scale.data_scale()
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(json.dumps(results))  # keys as the file keeps them (strings)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    report.plot(results)
+    report.write(results)
+    print((report.DOCS / "benchmarks.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Scale of the data: query counts and times of the dashboard, the snapshots page and the API's
+snapshot list with 10, 1,000 and 10,000 snapshots (pages of 50 and 25)."""
+
+from __future__ import annotations
+
+import time
+
+from bench.api import mac
+from bench.common import median
+
+PAGES = {"dashboard": "/", "snapshots page": "/snapshots/", "API snapshot list": "/api/snapshots/"}
+
+
+def _measure(client, url: str, repeats: int = 5) -> tuple[int, float]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        client.get(url)
+        times.append((time.perf_counter() - start) * 1000)
+    return len(captured), median(times)
+
+
+def data_scale(sizes=(10, 1000, 10_000)) -> dict:
+    from django.test import Client
+
+    from accounts.models import User
+    from snapshots.models import Plan, Snapshot, SnapshotState
+    from vms.models import VM, Image, Layer, VMState
+
+    print("  scale of the data...", flush=True)
+    image = Image.objects.get(slug="busybox", is_public=True)
+    plan = Plan.objects.get(slug="bench")
+    User.objects.filter(username="bench-scale").delete()
+    user = User.objects.create(username="bench-scale", plan=plan)
+    client = Client()
+    client.force_login(user)
+    results = {}
+    have = 0
+    vms = []
+    for size in sizes:
+        wanted_vms = max(1, size // 10)
+        vms += VM.objects.bulk_create(
+            VM(owner=user, name=f"scale-{i:05}", host=image.host, image=image, disk_bytes=2**32,
+               state=VMState.STOPPED, mac_address=mac(2, i))
+            for i in range(len(vms), wanted_vms)
+        )  # fmt: skip
+        layers = Layer.objects.bulk_create(
+            Layer(host=image.host, virtual_size=1, state="ready") for _ in range(size - have)
+        )
+        Snapshot.objects.bulk_create(
+            Snapshot(owner=user, source_vm=vms[i % len(vms)], source_vm_name="x", image=image,
+                     name=f"s{i}", layer=layers[i - have], state=SnapshotState.READY)
+            for i in range(have, size)
+        )  # fmt: skip
+        have = size
+        results[size] = {}
+        for name, url in PAGES.items():
+            queries, ms = _measure(client, url)
+            results[size][name] = {"queries": queries, "ms": ms}
+    return results
