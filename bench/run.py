@@ -29,7 +29,7 @@ def main() -> None:
     parts = args.parts or list(PARTS)
 
     setup_django()
-    from bench import api, guests, queue, report, scale
+    from bench import api, guests, queue_latency, report, scale
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
@@ -43,7 +43,7 @@ def main() -> None:
     if "storage" in parts:
         results["storage"] = guests.storage_cost(lab)
     if "queue" in parts:
-        results["queue_latency"] = queue.queue_latency()
+        results["queue_latency"] = queue_latency.queue_latency()
     if "api" in parts:
         results["api"] = api.api_throughput()
     if "scale" in parts:
