@@ -251,7 +251,8 @@ def storage_cost(lab: Lab, rounds: int = 10, mib: int = 100) -> dict:
     copies = 0
     with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
         for i in range(rounds):
-            lab.run(vm, f"dd if=/dev/zero of=/root/data{i} bs=1M count={mib} 2>/dev/null; sync")
+            # Random bytes: zeros would be skipped by qemu-img convert and flatter the baseline.
+            lab.run(vm, f"dd if=/dev/urandom of=/root/data{i} bs=1M count={mib} 2>/dev/null; sync")
             vm.refresh_from_db()
             copies += full_copy(storage.layer_path(vm.active_layer), Path(tmp))[1]
             _ok(snapshot_take(vm=vm, user=lab.user, name=f"round {i}"))

@@ -111,6 +111,7 @@ class Snapshot(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["owner", "state"]),
             models.Index(fields=["source_vm", "-created_at"]),
         ]
 

@@ -67,8 +67,9 @@ def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
     operation_report(operation, progress=20, message="Preparing a new disk layer")
     new = storage.layer_create(host=vm.host, parent=old, virtual_size=old.virtual_size)
     quiesced = False
+    running = _running(vm)
     try:
-        if _running(vm):
+        if running:
             uri = vm.host.libvirt_uri
             quiesced = hypervisor.domain_agent_connected(uri, vm.domain_uuid)
             operation_report(
@@ -86,8 +87,10 @@ def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
     VM.objects.filter(pk=vm.pk).update(active_layer=new)
     vm.active_layer = new
     operation_report(operation, progress=80, message="Recording the snapshot")
-    # A stopped VM boots from the new layer next time; a running one already writes to it.
-    domain_define(vm)
+    if not running:
+        # A stopped VM boots from the new layer next time. (For a running one, libvirt has
+        # already written the new layer into the persistent definition too.)
+        domain_define(vm)
     return storage.layer_freeze(old), quiesced
 
 
@@ -185,6 +188,7 @@ def flatten(operation: Operation) -> dict:
         )
         parent_id = old.parent_id
         Layer.objects.filter(pk=old.pk).update(parent=None, depth=1)
+        hypervisor.pool_refresh(vm.host.libvirt_uri, vm.host.pool_name)
     else:
         operation_report(operation, progress=10, message="Copying the disk")
         new = storage.layer_create(

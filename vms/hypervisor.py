@@ -226,6 +226,9 @@ def volume_create(
     ET.SubElement(root, "allocation", unit="bytes").text = "0"
     target = ET.SubElement(root, "target")
     ET.SubElement(target, "format", type=fmt)
+    if fmt == "qcow2":
+        # qcow2 v3: zero clusters and lazy refcounts (libvirt would otherwise write v2).
+        ET.SubElement(target, "compat").text = "1.1"
     if backing_path:
         backing = ET.SubElement(root, "backingStore")
         ET.SubElement(backing, "path").text = backing_path
@@ -248,6 +251,7 @@ def volume_copy(
         ET.SubElement(root, "capacity", unit="bytes").text = str(capacity)
         target = ET.SubElement(root, "target")
         ET.SubElement(target, "format", type="qcow2")
+        ET.SubElement(target, "compat").text = "1.1"
         vol = pool.createXMLFrom(ET.tostring(root, encoding="unicode"), source, 0)
         return _volume_info(vol)
 
@@ -296,6 +300,12 @@ def volume_delete(uri: str, pool_name: str, name: str) -> bool:
             raise
         vol.delete(0)
         return True
+
+
+def pool_refresh(uri: str, pool_name: str) -> None:
+    """Re-read the pool's folder (after QEMU changed a volume's backing file behind libvirt)."""
+    with _libvirt_errors():
+        _pool(uri, pool_name).refresh(0)
 
 
 def volume_names(uri: str, pool_name: str) -> list[str]:

@@ -22,6 +22,11 @@ HEADER = "Idempotency-Key"
 MAX_KEY = 255
 
 
+def key_of(request) -> str | None:
+    """The request's Idempotency-Key, recorded on the operation it starts."""
+    return request.headers.get(HEADER) or None
+
+
 def _fingerprint(request) -> str:
     try:
         body = json.dumps(request.data, sort_keys=True, default=str)

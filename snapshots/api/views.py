@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
 from koding_snapshots.api.common import query_choice, query_uuid
-from koding_snapshots.api.idempotency import idempotent
+from koding_snapshots.api.idempotency import idempotent, key_of
 from koding_snapshots.api.responses import accepted
 from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE
 from operations.api.serializers import OperationSerializer
@@ -88,7 +88,9 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         serializer.is_valid(raise_exception=True)
         target = serializer.validated_data.get("vm")
         vm = vm_for(request.user, target, vms_of(request.user)) if target else None
-        operation = services.snapshot_restore(snapshot=snapshot, user=request.user, vm=vm)
+        operation = services.snapshot_restore(
+            snapshot=snapshot, user=request.user, vm=vm, idempotency_key=key_of(request)
+        )
         return accepted(operation, request)
 
     @extend_schema(request=SnapshotNewVMSerializer, responses=ACCEPTED)
@@ -100,7 +102,10 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         serializer = SnapshotNewVMSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         operation = services.snapshot_new_vm(
-            snapshot=snapshot, user=request.user, **serializer.validated_data
+            snapshot=snapshot,
+            user=request.user,
+            idempotency_key=key_of(request),
+            **serializer.validated_data,
         )
         return accepted(operation, request)
 

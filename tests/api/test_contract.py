@@ -228,7 +228,7 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer(alice_api, 
     assert first.json() == second.json()
     assert second["Idempotent-Replayed"] == "true"
     assert VM.objects.filter(name="once").count() == 1
-    assert Operation.objects.count() == 1
+    assert Operation.objects.get().idempotency_key == "create-once"
 
 
 def test_the_same_idempotency_key_with_another_body_is_422(alice_api, image):

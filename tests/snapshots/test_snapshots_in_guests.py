@@ -13,7 +13,7 @@ from tests import guest
 from tests.conftest import succeeded
 from vms import hypervisor
 from vms.models import VM, Layer, VMState
-from vms.services import vm_delete, vm_reboot, vm_stop
+from vms.services import vm_delete, vm_flatten, vm_reboot, vm_start, vm_stop
 
 pytestmark = pytest.mark.libvirt
 
@@ -150,3 +150,38 @@ def test_a_full_copy_needs_neither_the_snapshot_nor_its_vm(vm):
     succeeded(vm_reboot(vm=copy, user=copy.owner))
     guest.wait_for_boot(copy, boots=2)
     assert marker(copy) == "copied"
+
+
+def test_flattening_a_running_vm_keeps_its_data_and_its_snapshots(vm):
+    write(vm, "one")
+    first = take(vm, "first")
+    guest.run(vm, "echo two > /root/second; sync; echo ok")
+    take(vm, "second")
+    vm.refresh_from_db()
+    assert vm.active_layer.depth == 4  # image, first, second, active
+
+    succeeded(vm_flatten(vm=vm, user=vm.owner))
+    vm.refresh_from_db()
+    assert vm.active_layer.parent is None
+    info = hypervisor.volume_info(
+        vm.host.libvirt_uri, vm.host.pool_name, vm.active_layer.volume_name
+    )
+    assert info.backing_path is None
+    assert marker(vm) == "one"  # still running, reading from the one layer
+    succeeded(vm_reboot(vm=vm, user=vm.owner))
+    guest.wait_for_boot(vm, boots=2)
+    assert guest.run(vm, "cat /root/marker /root/second") == "one\ntwo"
+    # The snapshots keep their own layers and still seed VMs.
+    assert marker(new_vm(first, "from-first")) == "one"
+
+
+def test_flattening_a_stopped_vm_copies_its_disk_into_one_layer(vm):
+    write(vm, "kept")
+    take(vm)
+    succeeded(vm_stop(vm=vm, user=vm.owner))
+    succeeded(vm_flatten(vm=vm, user=vm.owner))
+    vm.refresh_from_db()
+    assert vm.active_layer.parent is None
+    succeeded(vm_start(vm=vm, user=vm.owner))
+    guest.wait_for_boot(vm, boots=2)
+    assert marker(vm) == "kept"

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from accounts.access import vm_for, vms_of
 from koding_snapshots.api.common import query_choice
-from koding_snapshots.api.idempotency import idempotent
+from koding_snapshots.api.idempotency import idempotent, key_of
 from koding_snapshots.api.responses import accepted
 from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE
 from operations.api.serializers import OperationSerializer
@@ -71,6 +71,7 @@ class VMViewSet(
             memory_mib=data["memory_mib"],
             disk_gib=data["disk_gib"],
             requester=request.user,
+            idempotency_key=key_of(request),
         )
         return accepted(operation, request)
 
@@ -92,7 +93,12 @@ class VMViewSet(
     @idempotent
     def start(self, request, pk=None):
         """Boot a stopped VM."""
-        return accepted(services.vm_start(vm=self.get_object(), user=request.user), request)
+        return accepted(
+            services.vm_start(
+                vm=self.get_object(), user=request.user, idempotency_key=key_of(request)
+            ),
+            request,
+        )
 
     @extend_schema(request=VMStopSerializer, responses=ACCEPTED)
     @action(detail=True, methods=["post"])
@@ -102,14 +108,22 @@ class VMViewSet(
         with `force`)."""
         vm = self.get_object()
         data = _valid(VMStopSerializer, request)
-        return accepted(services.vm_stop(vm=vm, user=request.user, force=data["force"]), request)
+        operation = services.vm_stop(
+            vm=vm, user=request.user, force=data["force"], idempotency_key=key_of(request)
+        )
+        return accepted(operation, request)
 
     @extend_schema(request=None, responses=ACCEPTED)
     @action(detail=True, methods=["post"])
     @idempotent
     def reboot(self, request, pk=None):
         """Power the VM off and on again."""
-        return accepted(services.vm_reboot(vm=self.get_object(), user=request.user), request)
+        return accepted(
+            services.vm_reboot(
+                vm=self.get_object(), user=request.user, idempotency_key=key_of(request)
+            ),
+            request,
+        )
 
     @extend_schema(
         methods=["GET"], request=None, responses={200: ConsoleOutputSerializer, **ERRORS_READ}
@@ -137,7 +151,11 @@ class VMViewSet(
         vm = self.get_object()
         data = _valid(SnapshotCreateSerializer, request)
         operation = snapshot_take(
-            vm=vm, user=request.user, name=data["name"], description=data["description"]
+            vm=vm,
+            user=request.user,
+            name=data["name"],
+            description=data["description"],
+            idempotency_key=key_of(request),
         )
         return accepted(operation, request)
 
