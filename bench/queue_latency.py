@@ -19,12 +19,12 @@ from django_q.models import Task
 from django_q.tasks import async_task
 count, group = int(sys.argv[1]), sys.argv[2]
 Task.objects.filter(group=group).delete()
-async_task("bench.tasks.started_at", time.time(), group=group + "-warmup")
+async_task("bench.tasks.started_at", time.time(), group=group + "-warmup", save=True)
 deadline = time.time() + 60
 while not Task.objects.filter(group=group + "-warmup").exists() and time.time() < deadline:
     time.sleep(0.1)
 for _ in range(count):
-    async_task("bench.tasks.started_at", time.time(), group=group)
+    async_task("bench.tasks.started_at", time.time(), group=group, save=True)
     time.sleep(0.02)
 deadline = time.time() + 120
 while Task.objects.filter(group=group).count() < count and time.time() < deadline:

@@ -35,23 +35,26 @@ def main() -> None:
     results["machine"] = machine()
     results["date"] = datetime.date.today().isoformat()
     lab = guests.Lab() if {"snapshots", "pause", "storage", "api", "scale"} & set(parts) else None
-    if "snapshots" in parts:
-        sizes = [int(s) for s in args.sizes.split(",")]
-        results["snapshot_operations"] = guests.snapshot_operations(lab, sizes, args.repeats)
-    if "pause" in parts:
-        results["guest_pause"] = guests.guest_pause(lab, args.repeats)
-    if "storage" in parts:
-        results["storage"] = guests.storage_cost(lab)
-    if "queue" in parts:
-        results["queue_latency"] = queue_latency.queue_latency()
-    if "api" in parts:
-        results["api"] = api.api_throughput()
-    if "scale" in parts:
-        results["scale"] = scale.data_scale()
-
+    sizes = [int(s) for s in args.sizes.split(",")]
+    steps = {
+        "snapshots": (
+            "snapshot_operations",
+            lambda: guests.snapshot_operations(lab, sizes, args.repeats),
+        ),
+        "pause": ("guest_pause", lambda: guests.guest_pause(lab, args.repeats)),
+        "storage": ("storage", lambda: guests.storage_cost(lab)),
+        "queue": ("queue_latency", queue_latency.queue_latency),
+        "api": ("api", api.api_throughput),
+        "scale": ("scale", scale.data_scale),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(json.dumps(results))  # keys as the file keeps them (strings)
-    RESULTS.write_text(json.dumps(results, indent=2))
+    for part in PARTS:
+        if part in parts:
+            key, measure = steps[part]
+            results[key] = measure()
+            # Kept after each part, so that a later failure loses nothing measured.
+            results = json.loads(json.dumps(results))  # keys as the file keeps them (strings)
+            RESULTS.write_text(json.dumps(results, indent=2))
     report.plot(results)
     report.write(results)
     print((report.DOCS / "benchmarks.md").read_text())

@@ -199,7 +199,9 @@ Q_CLUSTER = {
     "retry": OPERATION_TIMEOUT + 60 + 300,
     "max_attempts": 1,
     "ack_failures": True,
-    "save_limit": 1000,
+    # Successful tasks are not kept: the Operation rows are the record, and django-q2 prunes
+    # kept results by loading (and locking) all of them at the end of every task.
+    "save_limit": -1,
     "catch_up": False,
     "label": "Task queue",
 }

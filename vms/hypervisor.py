@@ -86,7 +86,10 @@ def _libvirt_errors() -> Iterator[None]:
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 _connections: dict[tuple[int, str], libvirt.virConnect] = {}
+_checked_at: dict[tuple[int, str], float] = {}
 _connections_lock = threading.Lock()
+# How long a connection that answered is trusted before it is asked again.
+CHECK_INTERVAL = 1.0
 
 
 def connect(uri: str) -> libvirt.virConnect:
@@ -95,6 +98,9 @@ def connect(uri: str) -> libvirt.virConnect:
     with _connections_lock:
         conn = _connections.pop(key, None)
         if conn is not None:
+            if time.monotonic() - _checked_at.get(key, 0) < CHECK_INTERVAL:
+                _connections[key] = conn
+                return conn
             try:
                 # A cheap real call: isAlive() can still say yes for a while after libvirtd
                 # restarted, and every call on that connection would then fail.
@@ -104,10 +110,12 @@ def connect(uri: str) -> libvirt.virConnect:
                     conn.close()
             else:
                 _connections[key] = conn
+                _checked_at[key] = time.monotonic()
                 return conn
         with _libvirt_errors():
             conn = libvirt.open(uri)
         _connections[key] = conn
+        _checked_at[key] = time.monotonic()
         return conn
 
 
