@@ -1,13 +1,11 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import snapshot_for, snapshots_of, vm_for
 from koding_snapshots.pages import attempt, back
-from operations.errors import ServiceError
 from snapshots import services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.selectors import usage_for
@@ -73,18 +71,18 @@ def snapshot_new_vm(request, pk):
     if not form.is_valid():
         _form_error(request, form)
         return back(request, "snapshot_list")
-    try:
-        operation = services.snapshot_new_vm(
+    operation = attempt(
+        request,
+        lambda: services.snapshot_new_vm(
             snapshot=snapshot,
             user=request.user,
             name=form.cleaned_data["name"],
             full_copy=form.cleaned_data["full_copy"],
-        )
-    except (ServiceError, ValidationError) as exc:
-        text = exc.message if isinstance(exc, ServiceError) else " ".join(exc.messages)
-        messages.error(request, text)
+        ),
+        success=f"Creating VM {form.cleaned_data['name']!r} from {snapshot.name!r}…",
+    )
+    if operation is None:
         return back(request, "snapshot_list")
-    messages.success(request, f"Creating VM {form.cleaned_data['name']!r} from {snapshot.name!r}…")
     return redirect("vm_detail", operation.vm_id)
 
 

@@ -127,3 +127,13 @@ def test_a_redirect_after_a_form_never_leaves_the_site(client, alice, image):
         {"name": "x", "next": "https://evil.example/"},
     )
     assert response["Location"] == "/snapshots/"
+
+
+def test_a_refused_new_vm_from_a_snapshot_says_why(client, alice, image):
+    vm = vm_row(owner=alice, image=image, name="taken")
+    add_snapshots(vm, 1)
+    snapshot = Snapshot.objects.get()
+    client.force_login(alice)
+    response = client.post(f"/snapshots/{snapshot.pk}/new-vm/", {"name": "taken"}, follow=True)
+    assert "You already have a VM named &#x27;taken&#x27;." in response.content.decode()
+    assert response.redirect_chain[-1][0] == "/snapshots/"
