@@ -12,7 +12,12 @@ class VMCreateForm(forms.Form):
     memory_mib = forms.IntegerField(
         label="Memory (MiB)", min_value=VM.MIN_MEMORY_MIB, max_value=VM.MAX_MEMORY_MIB, initial=256
     )
-    disk_gib = forms.IntegerField(label="Disk (GiB)", min_value=1, initial=4)
+    disk_gib = forms.IntegerField(
+        label="Disk (GiB)",
+        min_value=1,
+        initial=4,
+        help_text="From an image only: a VM from a snapshot gets the snapshot's disk size.",
+    )
     full_copy = forms.BooleanField(
         required=False,
         label="Independent full copy",

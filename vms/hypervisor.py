@@ -119,16 +119,6 @@ def connect(uri: str) -> libvirt.virConnect:
         return conn
 
 
-def disconnect_all() -> None:
-    """Forget this process's connections (after libvirtd restarted, or in tests)."""
-    with _connections_lock:
-        for (pid, _uri), conn in list(_connections.items()):
-            if pid == os.getpid():
-                with suppress(libvirt.libvirtError):
-                    conn.close()
-        _connections.clear()
-
-
 def version(uri: str) -> str:
     """libvirt's version on the far side of `uri`, as "9.0.0"."""
     with _libvirt_errors():

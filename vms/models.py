@@ -172,7 +172,3 @@ class VM(models.Model):
         from django.urls import reverse
 
         return reverse("vm_detail", args=[self.id])
-
-    @property
-    def disk_gib(self) -> float:
-        return self.disk_bytes / 1024**3

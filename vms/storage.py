@@ -108,12 +108,3 @@ def layer_release(layer_id) -> list:
         layer.delete()
         freed.append(layer.pk)
     return freed
-
-
-def chain(layer: Layer) -> list[Layer]:
-    """The layer and those below it, top first."""
-    layers = []
-    while layer is not None:
-        layers.append(layer)
-        layer = layer.parent
-    return layers

@@ -70,6 +70,16 @@ def booted_vm_with_marker(alice, image, text="kept"):
     return vm
 
 
+def restore_of_first_over_second(alice, image):
+    """A VM whose marker said "first" when snapshotted and "second" now; a restore requested."""
+    vm = booted_vm_with_marker(alice, image, "first")
+    snapshot = Snapshot.objects.get(
+        pk=run_to_end(snapshot_take(vm=vm, user=alice, name="s")).snapshot_id
+    )
+    guest.run(vm, "echo second > /root/marker; sync; echo ok")
+    return vm, snapshot_restore(snapshot=snapshot, user=alice)
+
+
 def kill_at_failpoint(worker, failpoint_dir, name):
     wait_for(lambda: (failpoint_dir / name).exists(), timeout=60, what=f"failpoint {name}")
     worker.kill()
@@ -102,12 +112,7 @@ def test_a_worker_killed_in_the_middle_of_a_take(crashing_worker, failpoint_dir,
 
 @pytest.mark.failpoint("snapshot.restore.switched")
 def test_a_worker_killed_in_the_middle_of_a_restore(crashing_worker, failpoint_dir, alice, image):
-    vm = booted_vm_with_marker(alice, image, "first")
-    snapshot = Snapshot.objects.get(
-        pk=run_to_end(snapshot_take(vm=vm, user=alice, name="s")).snapshot_id
-    )
-    guest.run(vm, "echo second > /root/marker; sync; echo ok")
-    restore = snapshot_restore(snapshot=snapshot, user=alice)
+    vm, restore = restore_of_first_over_second(alice, image)
     kill_at_failpoint(crashing_worker, failpoint_dir, "snapshot.restore.switched")
 
     with tasks_inline():
@@ -125,12 +130,7 @@ def test_a_worker_killed_in_the_middle_of_a_restore(crashing_worker, failpoint_d
 def test_a_worker_killed_before_a_restore_switched_the_disk(
     crashing_worker, failpoint_dir, alice, image
 ):
-    vm = booted_vm_with_marker(alice, image, "first")
-    snapshot = Snapshot.objects.get(
-        pk=run_to_end(snapshot_take(vm=vm, user=alice, name="s")).snapshot_id
-    )
-    guest.run(vm, "echo second > /root/marker; sync; echo ok")
-    restore = snapshot_restore(snapshot=snapshot, user=alice)
+    vm, restore = restore_of_first_over_second(alice, image)
     kill_at_failpoint(crashing_worker, failpoint_dir, "snapshot.restore.stopped")
 
     with tasks_inline():
