@@ -146,14 +146,30 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 
-# Redis, when given, carries the task queue and the cache; otherwise the database does.
+# Redis, when given, carries the task queue and the cache; otherwise the database does. The
+# cache holds the API throttle and console rate counters, so it must be one that every web and
+# worker process shares: never a per-process memory cache. Its keys carry the queue's name, so
+# installations (and test runs) sharing a Redis keep their counters apart.
 REDIS_URL = env_redis_url("REDIS_URL")
+# Processes with the same queue name share work; the test command gives each run its own.
+QUEUE_NAME = env_str("QUEUE_NAME", "koding-snapshots")
+CACHE_TABLE = "cache"
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": QUEUE_NAME,
+        }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # `manage.py createcachetable` makes the table (bin/run does; so does the test database).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": CACHE_TABLE,
+        }
+    }
 
 # --- Hypervisor ---------------------------------------------------------------------------
 LIBVIRT_URI = env_str("LIBVIRT_URI", "qemu:///system" if IS_ROOT else "qemu:///session")
@@ -192,8 +208,7 @@ WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 180, minimum=30)
 # busy broker. `max_attempts = 1` stops a failed task from being run again by the queue, and every
 # task claims its operation with a conditional update, so even a redelivered task is a no-op.
 Q_CLUSTER = {
-    # Processes sharing a name share a queue; the test command gives each run its own.
-    "name": env_str("QUEUE_NAME", "koding-snapshots"),
+    "name": QUEUE_NAME,
     "workers": env_int("WORKERS", 4, minimum=1, maximum=64),
     "timeout": OPERATION_TIMEOUT + 60,
     "retry": OPERATION_TIMEOUT + 60 + 300,

@@ -11,6 +11,11 @@ class OperationsConfig(AppConfig):
 
 
 def _ensure_schedules(**kwargs):
+    from django.core.management import call_command
+
     from operations.services import schedules_ensure
 
-    schedules_ensure(using=kwargs.get("using", "default"))
+    using = kwargs.get("using", "default")
+    schedules_ensure(using=using)
+    # Without Redis the cache (throttle and rate counters) lives in a table of the database.
+    call_command("createcachetable", database=using, verbosity=0)

@@ -21,6 +21,24 @@ from accounts.services import user_create
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def empty_cache(django_db_setup, django_db_blocker):
+    """Every test starts with empty throttle and rate counters: tests share no state through the
+    cache (the next test's user may even get the same primary key)."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    if settings.REDIS_URL:
+        # Only this run's keys: the Redis may be shared, and it carries the task queue too.
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{settings.QUEUE_NAME}:*"))
+        if keys:
+            client.delete(*keys)
+    else:
+        with django_db_blocker.unblock():
+            cache.clear()
+
+
 @pytest.fixture
 def plans(db):
     """Koding's plan table, as the data migration seeds it (transactional tests empty tables)."""

@@ -1,9 +1,7 @@
 """The REST API's contract: status codes, bodies, permissions, idempotency, throttling."""
 
 import pytest
-from django.core.cache.backends.locmem import LocMemCache
 
-from koding_snapshots.api.common import MutationThrottle
 from operations.models import Operation, OperationKind, OperationState
 from snapshots.models import Plan, Snapshot, SnapshotState
 from snapshots.services import plan_change
@@ -11,12 +9,6 @@ from tests.factories import image_row, layer_row, vm_row
 from vms.models import VM, VMState
 
 MISSING = "00000000-0000-0000-0000-000000000000"
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttle(monkeypatch):
-    """Each test counts its own requests (the shared cache may remember earlier runs)."""
-    monkeypatch.setattr(MutationThrottle, "cache", LocMemCache("throttle-test", {}))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
-from django.core.cache.backends.locmem import LocMemCache
 from django.test import Client
 from django.utils.html import escape
 
@@ -132,8 +131,7 @@ def test_a_self_contained_qcow2_is_accepted(tmp_path):
     assert inspect_qcow2(str(image))["virtual-size"] == 16 * 1024**2
 
 
-def test_console_input_is_rate_limited_per_user(alice, image_rows, settings, monkeypatch):
-    monkeypatch.setattr("vms.services.rate_cache", LocMemCache("console-test", {}))
+def test_console_input_is_rate_limited_per_user(alice, image_rows, settings):
     settings.CONSOLE_LINES_PER_MINUTE = 3
     vm = vm_row(owner=alice, image=image_rows)
     for _ in range(3):
