@@ -15,6 +15,7 @@ class OperationKind(models.TextChoices):
     VM_REBOOT = "vm.reboot", "Reboot VM"
     VM_DELETE = "vm.delete", "Delete VM"
     VM_FLATTEN = "vm.flatten", "Flatten disk"
+    VM_REPAIR = "vm.repair", "Repair VM"
     SNAPSHOT_TAKE = "snapshot.take", "Take snapshot"
     SNAPSHOT_RESTORE = "snapshot.restore", "Restore snapshot"
     SNAPSHOT_NEW_VM = "snapshot.new_vm", "New VM from snapshot"
@@ -82,7 +83,13 @@ class Operation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(
-        null=True, blank=True, help_text="When a running operation is presumed dead."
+        null=True, blank=True, help_text="When a running operation is presumed hung."
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The worker running it renews this every few seconds; once it has passed, the "
+        "worker is presumed dead.",
     )
 
     objects = OperationQuerySet.as_manager()
@@ -102,7 +109,15 @@ class Operation(models.Model):
             ),
             models.CheckConstraint(condition=Q(progress__lte=100), name="progress_at_most_100"),
         ]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            # What the worker's frequent sweep for dead workers reads.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(state="running"),
+                name="running_operation_lease",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.target_name} ({self.state})"
