@@ -37,6 +37,7 @@ RUNNERS = {
     OperationKind.VM_FORCE_STOP: "vms.runners.force_stop",
     OperationKind.VM_REBOOT: "vms.runners.reboot",
     OperationKind.VM_DELETE: "vms.runners.delete",
+    OperationKind.VM_REPAIR: "vms.runners.repair",
     OperationKind.VM_FLATTEN: "snapshots.runners.flatten",
     OperationKind.SNAPSHOT_TAKE: "snapshots.runners.take",
     OperationKind.SNAPSHOT_RESTORE: "snapshots.runners.restore",

@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from operations.errors import ServiceError
 from vms.models import VM, Host, Image, Layer
-from vms.services import vm_flatten
+from vms.services import vm_flatten, vm_repair
 
 
 @admin.register(Host)
@@ -58,7 +58,7 @@ class VMAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    actions = ["flatten"]
+    actions = ["flatten", "repair"]
 
     @admin.display(description="chain depth", ordering="active_layer__depth")
     def chain_depth(self, vm):
@@ -74,3 +74,14 @@ class VMAdmin(admin.ModelAdmin):
             except ServiceError as exc:
                 self.message_user(request, f"{vm}: {exc.message}", messages.WARNING)
         self.message_user(request, f"Started flattening {started} VM(s).")
+
+    @admin.action(description="Repair the selected VMs in error: define them again from their disk")
+    def repair(self, request, queryset):
+        started = 0
+        for vm in queryset:
+            try:
+                vm_repair(vm=vm, user=request.user)
+                started += 1
+            except ServiceError as exc:
+                self.message_user(request, f"{vm}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"Started repairing {started} VM(s).")

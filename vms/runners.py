@@ -121,6 +121,38 @@ def start(operation: Operation) -> dict:
     return {}
 
 
+def repair(operation: Operation) -> dict:
+    """Define the VM's domain again from the database: its recorded active layer and settings.
+
+    The disk chain is checked first, layer by layer, so a VM whose disk is really gone is not
+    marked healthy. The VM ends stopped, or running when its guest still ran.
+    """
+    vm = _vm(operation)
+    if vm.state != VMState.ERROR:
+        return {"state": vm.state}  # done by an earlier delivery of this operation
+    operation_report(operation, progress=20, message="Checking the disk")
+    layer = vm.active_layer
+    if layer is None:
+        raise OperationFailed(
+            "This VM has no disk recorded, so it cannot be repaired; delete it instead "
+            "(its snapshots are kept)."
+        )
+    while layer is not None:
+        try:
+            storage.layer_path(layer)
+        except hypervisor.VolumeNotFound:
+            raise OperationFailed(
+                "A layer of this VM's disk is missing from the storage pool, so it cannot be "
+                "repaired; delete it instead (its snapshots are kept)."
+            ) from None
+        layer = layer.parent
+    operation_report(operation, progress=60, message="Defining the VM again")
+    domain_define(vm)
+    state = VMState.RUNNING if _domain_state(vm) in ("running", "paused") else VMState.STOPPED
+    _set_state(vm, state)
+    return {"state": state}
+
+
 def power_off(vm: VM, operation: Operation, *, force: bool) -> bool:
     """Stop the guest: the ACPI power button first (unless `force`), then pull the plug.
 

@@ -159,27 +159,43 @@ def vm_create(
         raise
 
 
-# The states each action needs, and what to tell the user otherwise.
+# The states each action needs, and what to tell the user otherwise. The VM page offers an
+# action only in these states (see `vm_can`), so what it shows and what is accepted agree.
 _NEEDS = {
-    OperationKind.VM_START: ({VMState.STOPPED, VMState.ERROR}, "start"),
+    OperationKind.VM_START: ({VMState.STOPPED}, "start"),
     OperationKind.VM_STOP: ({VMState.RUNNING}, "stop"),
-    OperationKind.VM_FORCE_STOP: ({VMState.RUNNING, VMState.ERROR}, "force off"),
+    OperationKind.VM_FORCE_STOP: ({VMState.RUNNING}, "force off"),
     OperationKind.VM_REBOOT: ({VMState.RUNNING}, "reboot"),
     OperationKind.VM_DELETE: ({VMState.STOPPED, VMState.RUNNING, VMState.ERROR}, "delete"),
     OperationKind.VM_FLATTEN: ({VMState.STOPPED, VMState.RUNNING}, "flatten its disk"),
+    OperationKind.VM_REPAIR: ({VMState.ERROR}, "repair"),
 }
+
+
+def vm_can(vm: VM, kind: str) -> bool:
+    """Whether the VM's state allows an operation of this kind (busy or not)."""
+    return vm.state in _NEEDS[kind][0]
 
 
 def state_problem(vm: VM, verb: str) -> str:
     if vm.state == VMState.RUNNING:
-        return f"VM {vm.name!r} is already running." if verb == "start" else ""
+        if verb == "start":
+            return f"VM {vm.name!r} is already running."
+        if verb == "repair":
+            return f"VM {vm.name!r} is running; it needs no repair."
+        return ""
     if vm.state == VMState.STOPPED:
+        if verb == "repair":
+            return f"VM {vm.name!r} is stopped; it needs no repair, start it instead."
         return f"VM {vm.name!r} is stopped; start it first."
     if vm.state == VMState.CREATING:
         return f"VM {vm.name!r} is still being created; try again when it is running."
     if vm.state == VMState.DELETING:
         return f"VM {vm.name!r} is being deleted."
-    return f"VM {vm.name!r} is in error; force it off or delete it."
+    return (
+        f"VM {vm.name!r} is in error: its definition is missing from the hypervisor. "
+        "Repair it (its disk is kept) or delete it."
+    )
 
 
 def vm_act(
@@ -223,6 +239,12 @@ def vm_reboot(*, vm: VM, user, **kwargs) -> Operation:
 def vm_delete(*, vm: VM, user, **kwargs) -> Operation:
     """Delete a VM and the disk layers only it needs; its snapshots are kept."""
     return vm_act(vm=vm, kind=OperationKind.VM_DELETE, user=user, **kwargs)
+
+
+def vm_repair(*, vm: VM, user, **kwargs) -> Operation:
+    """Define a VM in error again from its recorded disk (the database is the source of truth
+    for the chain); it ends stopped, or running if its guest still ran."""
+    return vm_act(vm=vm, kind=OperationKind.VM_REPAIR, user=user, **kwargs)
 
 
 def vm_flatten(*, vm: VM, user=None, **kwargs) -> Operation:

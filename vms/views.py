@@ -11,7 +11,7 @@ from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
 from koding_snapshots.pages import attempt
 from koding_snapshots.views import not_found
 from operations.errors import ServiceError
-from operations.models import Operation
+from operations.models import Operation, OperationKind
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import SnapshotState
 from snapshots.selectors import usage_for
@@ -107,6 +107,14 @@ def _vm_context(request, vm):
     recent = Operation.objects.filter(vm=vm).exclude(pk=getattr(operation, "pk", None))
     return {
         "vm": vm,
+        "can": {
+            "start": services.vm_can(vm, OperationKind.VM_START),
+            "stop": services.vm_can(vm, OperationKind.VM_STOP),
+            "repair": services.vm_can(vm, OperationKind.VM_REPAIR),
+            "delete": services.vm_can(vm, OperationKind.VM_DELETE),
+            # What snapshots.services asks of a VM to take or restore a snapshot.
+            "snapshot": vm.state in (VMState.RUNNING, VMState.STOPPED),
+        },
         "snapshots": snapshots,
         "operation": operation,
         "last_operation": recent.order_by("-created_at").first(),
@@ -151,6 +159,7 @@ ACTIONS = {
     ),
     "reboot": (lambda vm, user: services.vm_reboot(vm=vm, user=user), "Rebooting {name}…"),
     "delete": (lambda vm, user: services.vm_delete(vm=vm, user=user), "Deleting {name}…"),
+    "repair": (lambda vm, user: services.vm_repair(vm=vm, user=user), "Repairing {name}…"),
 }
 
 

@@ -125,6 +125,19 @@ class VMViewSet(
             request,
         )
 
+    @extend_schema(request=None, responses=ACCEPTED)
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def repair(self, request, pk=None):
+        """Define a VM in error again from its recorded disk, which is kept as it is. It ends
+        stopped (running if its guest still ran); start it then."""
+        return accepted(
+            services.vm_repair(
+                vm=self.get_object(), user=request.user, idempotency_key=key_of(request)
+            ),
+            request,
+        )
+
     @extend_schema(
         methods=["GET"], request=None, responses={200: ConsoleOutputSerializer, **ERRORS_READ}
     )
