@@ -119,6 +119,9 @@ class Snapshot(models.Model):
         return self.name
 
     def get_absolute_url(self):
+        """Its row on its VM's page, or on the snapshots page once the VM is gone."""
         from django.urls import reverse
 
-        return reverse("snapshot_detail", args=[self.id])
+        if self.source_vm_id is not None:
+            return reverse("vm_detail", args=[self.source_vm_id]) + f"#snapshot-{self.id}"
+        return reverse("snapshot_list") + f"#snapshot-{self.id}"

@@ -237,3 +237,40 @@ def test_delete_of_a_snapshot_in_use_is_refused(vm):
     with pytest.raises(InvalidState, match=r"is in use \(restore snapshot\)"):
         snapshot_delete(snapshot=snapshot, user=vm.owner)
     assert Snapshot.objects.filter(pk=snapshot.pk).exists()
+
+
+def test_a_snapshots_url_is_its_row_on_its_vms_page(client, vm, alice):
+    snapshot = snapshot_row(vm, name="Golden")
+    url = snapshot.get_absolute_url()
+    path, _, anchor = url.partition("#")
+    assert path == f"/vms/{vm.pk}/"
+    client.force_login(alice)
+    response = client.get(path)
+    assert response.status_code == 200
+    assert f'id="{anchor}"' in response.content.decode()
+
+
+def test_the_url_of_a_snapshot_whose_vm_is_gone_is_its_row_on_the_snapshots_page(client, vm, alice):
+    snapshot = snapshot_row(vm, name="Kept")
+    Snapshot.objects.filter(pk=snapshot.pk).update(source_vm=None)
+    snapshot.refresh_from_db()
+    path, _, anchor = snapshot.get_absolute_url().partition("#")
+    assert path == "/snapshots/"
+    client.force_login(alice)
+    response = client.get(path)
+    assert response.status_code == 200
+    assert f'id="{anchor}"' in response.content.decode()
+
+
+def test_the_admins_view_on_site_link_leads_to_the_snapshot(client, vm, charlie):
+    from django.contrib.contenttypes.models import ContentType
+
+    snapshot = snapshot_row(vm)
+    content_type = ContentType.objects.get_for_model(Snapshot)
+    client.force_login(charlie)
+    change = client.get(f"/admin/snapshots/snapshot/{snapshot.pk}/change/")
+    shortcut = f"/admin/r/{content_type.pk}/{snapshot.pk}/"
+    assert shortcut in change.content.decode()
+    response = client.get(shortcut)
+    assert response.status_code == 302
+    assert response["Location"].endswith(snapshot.get_absolute_url())
