@@ -1,6 +1,7 @@
 from django import forms
 
 from vms.models import VM
+from vms.services import CONSOLE_LINE_MAX
 
 
 class VMCreateForm(forms.Form):
@@ -38,4 +39,4 @@ class VMCreateForm(forms.Form):
 
 
 class ConsoleLineForm(forms.Form):
-    line = forms.CharField(max_length=512, required=False, strip=False)
+    line = forms.CharField(max_length=CONSOLE_LINE_MAX, required=False, strip=False)

@@ -132,6 +132,7 @@ def vm_detail(request, pk):
     context = _vm_context(request, vm)
     context["console"] = services.console_read(vm=vm)
     context["console_form"] = ConsoleLineForm()
+    context["console_line_max"] = services.CONSOLE_LINE_MAX
     return render(request, "vms/vm_detail.html", context)
 
 
@@ -193,6 +194,6 @@ def vm_console(request, pk):
             except ValidationError as exc:
                 error = " ".join(exc.messages)
         else:
-            error = "Keep a line to 512 characters."
+            error = f"Keep a line to {services.CONSOLE_LINE_MAX} characters."
     context = {"vm": vm, "console": services.console_read(vm=vm), "console_error": error}
     return render(request, "vms/_console.html", context)

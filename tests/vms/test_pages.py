@@ -137,3 +137,24 @@ def test_a_refused_new_vm_from_a_snapshot_says_why(client, alice, image):
     response = client.post(f"/snapshots/{snapshot.pk}/new-vm/", {"name": "taken"}, follow=True)
     assert "You already have a VM named &#x27;taken&#x27;." in response.content.decode()
     assert response.redirect_chain[-1][0] == "/snapshots/"
+
+
+def test_the_console_input_limit_is_the_services_on_the_page_and_in_the_form(client, alice, image):
+    from vms.forms import ConsoleLineForm
+    from vms.services import CONSOLE_LINE_MAX
+
+    vm = vm_row(owner=alice, image=image)
+    client.force_login(alice)
+    page = client.get(f"/vms/{vm.pk}/").content.decode()
+    assert f'name="line" maxlength="{CONSOLE_LINE_MAX}"' in page
+    assert ConsoleLineForm().fields["line"].max_length == CONSOLE_LINE_MAX
+
+
+def test_a_console_line_over_the_limit_is_refused_naming_the_limit(client, alice, image):
+    from vms.services import CONSOLE_LINE_MAX
+
+    vm = vm_row(owner=alice, image=image)
+    client.force_login(alice)
+    response = client.post(f"/vms/{vm.pk}/console/", {"line": "x" * (CONSOLE_LINE_MAX + 1)})
+    assert response.status_code == 200
+    assert f"Keep a line to {CONSOLE_LINE_MAX} characters." in response.content.decode()
