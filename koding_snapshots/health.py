@@ -1,7 +1,8 @@
 """The health check: is each part the service needs up, and if not, what to do about it.
 
 Used by `/healthz` and `manage.py doctor`. Every check returns a `Check` whose message is a
-sentence for the person reading it.
+sentence for the person reading it. The messages name versions, hosts, processes and raw errors:
+`/healthz` shows them to staff only, and to everyone else just whether each part is up.
 """
 
 from __future__ import annotations

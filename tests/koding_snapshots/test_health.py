@@ -114,3 +114,47 @@ def test_healthz_is_200_when_everything_is_up(client, host):
     response = client.get("/healthz")
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "ok"
+
+
+def test_healthz_tells_anonymous_callers_only_up_or_down(client, db):
+    response = client.get("/healthz")
+    body = response.json()
+    assert set(body) == {"status", "checks"}
+    assert set(body["checks"]) == {"database", "broker", "worker", "libvirt"}
+    for name, check in body["checks"].items():
+        assert check == {"ok": check["ok"]}, name
+    assert "qcluster" not in response.content.decode()
+
+
+def test_healthz_tells_a_logged_in_customer_only_up_or_down(client, alice):
+    client.force_login(alice)
+    body = client.get("/healthz").json()
+    assert all("message" not in check for check in body["checks"].values())
+
+
+def test_healthz_gives_staff_the_details(client, charlie):
+    client.force_login(charlie)
+    body = client.get("/healthz").json()
+    assert "manage.py qcluster" in body["checks"]["worker"]["message"]
+    assert body["checks"]["database"]["message"]
+
+
+@pytest.mark.libvirt
+def test_healthz_names_no_version_host_or_process_to_anonymous_callers(client, host):
+    WorkerHeartbeat.objects.create(worker="node-7:4242", last_seen=timezone.now())
+    text = client.get("/healthz").content.decode()
+    assert "libvirt " not in text
+    assert "node-7" not in text
+    assert "4242" not in text
+
+
+def test_doctor_keeps_the_details(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("doctor", stdout=out)
+    assert "manage.py qcluster" in out.getvalue()
