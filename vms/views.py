@@ -12,7 +12,6 @@ from koding_snapshots.pages import attempt
 from koding_snapshots.views import not_found
 from operations.errors import ServiceError
 from operations.models import Operation, OperationKind
-from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import SnapshotState
 from snapshots.selectors import usage_for
 from snapshots.services import snapshot_new_vm
@@ -117,11 +116,10 @@ def _vm_context(request, vm):
         },
         "snapshots": snapshots,
         "operation": operation,
+        # The page watches the VM while something happens to it.
+        "polling": operation is not None or vm.state == VMState.CREATING,
         "last_operation": recent.order_by("-created_at").first(),
         "usage": usage_for(request.user),
-        "take_form": SnapshotTakeForm(),
-        "rename_form": SnapshotRenameForm(),
-        "new_vm_form": SnapshotNewVMForm(),
     }
 
 
@@ -130,8 +128,8 @@ def _vm_context(request, vm):
 def vm_detail(request, pk):
     vm = vm_for(request.user, pk, vms_of(request.user).select_related("image", "current_snapshot"))
     context = _vm_context(request, vm)
+    context["vm_actions"] = [action for action in ACTIONS if action != "delete"]
     context["console"] = services.console_read(vm=vm)
-    context["console_form"] = ConsoleLineForm()
     context["console_line_max"] = services.CONSOLE_LINE_MAX
     return render(request, "vms/vm_detail.html", context)
 
@@ -139,7 +137,9 @@ def vm_detail(request, pk):
 @login_required
 @require_GET
 def vm_live(request, pk):
-    """The part of the VM page that changes while an operation runs (polled only then)."""
+    """What changes on the VM page while an operation runs (polled only then): the state card,
+    and out of band the snapshot table, the usage line and the Take Snapshot button. Once the
+    operation has ended, `vm-changed` tells the page to refresh the rest that may have changed."""
     queryset = vms_of(request.user).select_related("image", "current_snapshot")
     try:
         vm = vm_for(request.user, pk, queryset)
@@ -148,7 +148,25 @@ def vm_live(request, pk):
         response = not_found(request)
         response["HX-Redirect"] = "/"
         return response
-    return render(request, "vms/_vm_live.html", _vm_context(request, vm))
+    context = _vm_context(request, vm)
+    response = render(request, "vms/_vm_live.html", context)
+    if not context["polling"]:
+        response["HX-Trigger"] = "vm-changed"
+    return response
+
+
+@login_required
+@require_GET
+def vm_snapshot_dialogs(request, pk):
+    """The dialogs of the VM page's snapshots, refreshed when an operation has ended."""
+    vm = vm_for(request.user, pk)
+    snapshots = (
+        snapshots_of(request.user)
+        .filter(source_vm=vm, state=SnapshotState.READY)
+        .select_related("source_vm")
+        .order_by("-created_at")
+    )
+    return render(request, "vms/_snapshot_dialogs.html", {"vm": vm, "snapshots": snapshots})
 
 
 ACTIONS = {

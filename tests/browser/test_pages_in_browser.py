@@ -97,6 +97,9 @@ def test_restore_asks_for_confirmation_then_restores(page, live_worker, image, a
     expect(page.get_by_text("Restoring 'Golden'")).to_be_visible()
     undo = page.locator("tr[data-snapshot^='Before restoring']")
     expect(undo).to_contain_text("Undo point", timeout=60_000)
+    # The undo point is recorded early in the restore: the restore has ended when its progress
+    # goes away.
+    expect(page.locator(".operation")).to_have_count(0, timeout=60_000)
     expect(page.get_by_test_id("vm-state")).to_have_text("Running")
     restore = Operation.objects.get(kind="snapshot.restore")
     assert restore.state == "succeeded", restore.error

@@ -158,3 +158,55 @@ def test_a_console_line_over_the_limit_is_refused_naming_the_limit(client, alice
     response = client.post(f"/vms/{vm.pk}/console/", {"line": "x" * (CONSOLE_LINE_MAX + 1)})
     assert response.status_code == 200
     assert f"Keep a line to {CONSOLE_LINE_MAX} characters." in response.content.decode()
+
+
+def test_the_polled_part_of_the_vm_page_holds_no_form_input_or_dialog(client, alice, image):
+    vm = vm_row(owner=alice, image=image)
+    add_snapshots(vm, 2)
+    client.force_login(alice)
+    client.post(f"/vms/{vm.pk}/snapshots/take/", {"name": "s"})
+    response = client.get(f"/vms/{vm.pk}/live/")
+    fragment = response.content.decode()
+    for tag in ("<form", "<input", "<textarea", "<dialog"):
+        assert tag not in fragment, tag
+    assert 'hx-trigger="every 1s"' in fragment  # still watching
+    assert 'id="snapshot-table" hx-swap-oob="true"' in fragment
+    assert 'id="take-snapshot" hx-swap-oob="true"' in fragment
+    assert "HX-Trigger" not in response
+
+
+def test_the_vm_page_keeps_its_forms_and_dialogs_outside_the_polled_part(client, alice, image):
+    vm = vm_row(owner=alice, image=image)
+    add_snapshots(vm, 1)
+    snapshot = Snapshot.objects.get()
+    client.force_login(alice)
+    client.post(f"/vms/{vm.pk}/snapshots/take/", {"name": "s"})
+    page = client.get(f"/vms/{vm.pk}/").content.decode()
+    polled_start = page.index('id="vm-status"')
+    polled_end = page.index("</section>", polled_start)
+    polled = page[polled_start:polled_end]
+    assert "<form" not in polled and "<dialog" not in polled
+    assert 'form="vm-action-stop"' in polled  # its buttons submit forms kept outside
+    assert 'id="vm-action-stop"' in page
+    assert f'<dialog id="restore-{snapshot.pk}">' in page
+    assert 'name="name" maxlength="64"' in page
+
+
+def test_when_the_operation_has_ended_the_last_poll_stops_and_asks_for_a_refresh(
+    client, alice, image
+):
+    vm = vm_row(owner=alice, image=image)
+    client.force_login(alice)
+    response = client.get(f"/vms/{vm.pk}/live/")
+    assert response["HX-Trigger"] == "vm-changed"
+    assert "every 1s" not in response.content.decode()
+
+
+def test_the_snapshot_dialogs_are_refreshed_from_their_own_fragment(client, alice, image):
+    vm = vm_row(owner=alice, image=image)
+    add_snapshots(vm, 2)
+    client.force_login(alice)
+    response = client.get(f"/vms/{vm.pk}/snapshot-dialogs/")
+    assert response.status_code == 200
+    for snapshot in Snapshot.objects.all():
+        assert f'<dialog id="newvm-{snapshot.pk}">' in response.content.decode()

@@ -1,0 +1,122 @@
+"""The VM page updates live while an operation runs without disturbing the person using it: what
+they type stays, an open dialog stays open, and what changed appears when the operation ends.
+
+The operation is a row the test moves along by hand (no worker, no guest), so the page polls for
+as long as the test wants."""
+
+import time
+
+from playwright.sync_api import expect
+
+from operations.models import Operation, OperationKind, OperationState
+from snapshots.models import Snapshot, SnapshotState
+from tests.browser.conftest import log_in
+from tests.factories import image_row, layer_row, vm_row
+from vms.models import VMState
+
+POLLS = 4  # poll cycles (one a second) the page must go through without losing anything
+
+
+def ready_snapshot(vm, name):
+    return Snapshot.objects.create(
+        owner=vm.owner,
+        source_vm=vm,
+        source_vm_name=vm.name,
+        image=vm.image,
+        name=name,
+        layer=layer_row(host=vm.host, parent=vm.image.layer),
+        state=SnapshotState.READY,
+    )
+
+
+def running_take(vm):
+    return Operation.objects.create(
+        kind=OperationKind.SNAPSHOT_TAKE,
+        owner=vm.owner,
+        vm=vm,
+        target_name=f"{vm.name}: next",
+        state=OperationState.RUNNING,
+        progress=40,
+        message="Switching the disk",
+    )
+
+
+def count_polls(page):
+    polls = []
+    page.on("request", lambda request: "/live/" in request.url and polls.append(request.url))
+    return polls
+
+
+def wait_for_polls(page, polls, count):
+    """Let the page poll `count` more times (waiting through Playwright, which delivers the
+    request events meanwhile)."""
+    start = len(polls)
+    deadline = time.monotonic() + count * 3
+    while len(polls) < start + count:
+        assert time.monotonic() < deadline, f"The page polled {len(polls) - start} times."
+        page.wait_for_timeout(250)
+
+
+def test_a_snapshot_name_being_typed_survives_live_progress(page, alice):
+    vm = vm_row(owner=alice, image=image_row(), state=VMState.RUNNING, name="workbench")
+    running_take(vm)
+    log_in(page, "alice")
+    polls = count_polls(page)
+    page.goto(f"/vms/{vm.pk}/")
+    expect(page.locator(".operation")).to_contain_text("Take snapshot")
+
+    name = page.get_by_label("Snapshot name")
+    name.fill("Before the big upgrade")
+    wait_for_polls(page, polls, POLLS)
+    expect(name).to_have_value("Before the big upgrade")
+    expect(name).to_be_focused()
+
+
+def test_an_open_dialog_stays_open_through_live_progress_and_its_end(page, alice):
+    vm = vm_row(owner=alice, image=image_row(), state=VMState.RUNNING, name="workbench")
+    old = ready_snapshot(vm, "Golden")
+    operation = running_take(vm)
+    log_in(page, "alice")
+    polls = count_polls(page)
+    page.goto(f"/vms/{vm.pk}/")
+
+    page.locator("tr[data-snapshot='Golden']").get_by_role("button", name="Rename").click()
+    dialog = page.locator(f"#rename-{old.pk}")
+    dialog.get_by_label("Name").fill("Golden master")
+    wait_for_polls(page, polls, POLLS)
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Name")).to_have_value("Golden master")
+
+    # The take ends while the dialog is open: the new row appears, the dialog stays.
+    new = ready_snapshot(vm, "Fresh")
+    Operation.objects.filter(pk=operation.pk).update(state=OperationState.SUCCEEDED, progress=100)
+    expect(page.locator(".operation")).to_have_count(0, timeout=10_000)
+    expect(page.locator("tr[data-snapshot='Fresh']")).to_be_visible()
+    expect(page.get_by_role("button", name="Take Snapshot")).to_be_enabled()
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Name")).to_have_value("Golden master")
+
+    # Once it is closed, the new snapshot's dialogs arrive too.
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator(f"#newvm-{new.pk}")).to_have_count(1, timeout=10_000)
+    page.locator("tr[data-snapshot='Fresh']").get_by_role("button", name="New VM").click()
+    expect(page.locator(f"#newvm-{new.pk}")).to_be_visible()
+
+
+def test_the_console_is_polled_while_the_guest_is_up_only(page, alice):
+    image = image_row()
+    up = vm_row(owner=alice, image=image, state=VMState.RUNNING, name="up")
+    down = vm_row(owner=alice, image=image, state=VMState.STOPPED, name="down")
+    log_in(page, "alice")
+    requests = []
+    page.on("request", lambda request: "/console/" in request.url and requests.append(request.url))
+
+    page.goto(f"/vms/{down.pk}/")
+    page.wait_for_timeout(4500)
+    assert requests == []
+
+    page.goto(f"/vms/{up.pk}/")
+    page.wait_for_timeout(4500)
+    assert len(requests) >= 1
+    assert all(f"/vms/{up.pk}/console/" in url for url in requests)
