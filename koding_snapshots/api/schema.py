@@ -1,7 +1,25 @@
 """Shared pieces of the OpenAPI description: the error body and the answers every action gives."""
 
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+ID_PARAMETER = OpenApiParameter(
+    "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The object's `id`."
+)
+
+
+class IdSchema(AutoSchema):
+    """For viewsets whose lookup takes any string (so a malformed id is the same 404 as a
+    missing one): the schema still says what an id is, a UUID."""
+
+    def get_override_parameters(self):
+        parameters = super().get_override_parameters()
+        if "{id}" in self.path:
+            return [ID_PARAMETER, *parameters]
+        return parameters
+
 
 ErrorSerializer = inline_serializer(
     name="Error",

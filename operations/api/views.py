@@ -1,20 +1,20 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import filters, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import viewsets
 
 from accounts.access import operations_of
-from koding_snapshots.api.common import query_choice, query_uuid
-from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ
+from koding_snapshots.api.common import ChoiceQuery, Ordering, UUIDQuery
+from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, IdSchema
 from operations.api.serializers import OperationSerializer
 from operations.models import Operation, OperationKind, OperationState
+
+STATE = ChoiceQuery("state", OperationState.values, "Only operations in this state.")
+KIND = ChoiceQuery("kind", OperationKind.values, "Only operations of this kind.")
+VM = UUIDQuery("vm", "Only operations on this VM (its id).")
 
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[
-            OpenApiParameter("state", enum=OperationState.values),
-            OpenApiParameter("kind", enum=OperationKind.values),
-            OpenApiParameter("vm", str, description="Only operations on this VM (its id)."),
-        ],
+        parameters=[STATE.parameter, KIND.parameter, VM.parameter],
         responses={200: OperationSerializer(many=True), **ERRORS_LIST},
     ),
     retrieve=extend_schema(responses={200: OperationSerializer, **ERRORS_READ}),
@@ -24,7 +24,8 @@ class OperationViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = OperationSerializer
     lookup_value_regex = "[^/]+"
-    filter_backends = [filters.OrderingFilter]
+    schema = IdSchema()
+    filter_backends = [Ordering]
     ordering_fields = ["created_at", "finished_at", "state", "kind"]
     ordering = ["-created_at"]
 
@@ -33,10 +34,10 @@ class OperationViewSet(viewsets.ReadOnlyModelViewSet):
             return Operation.objects.none()
         queryset = operations_of(self.request.user)
         request = self.request
-        if state := query_choice(request, "state", OperationState.values):
+        if state := STATE.read(request):
             queryset = queryset.filter(state=state)
-        if kind := query_choice(request, "kind", OperationKind.values):
+        if kind := KIND.read(request):
             queryset = queryset.filter(kind=kind)
-        if vm := query_uuid(request, "vm"):
+        if vm := VM.read(request):
             queryset = queryset.filter(vm_id=vm)
         return queryset

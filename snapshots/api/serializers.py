@@ -1,6 +1,9 @@
 from rest_framework import serializers
 
+from koding_snapshots.api.common import NameField, TextField
 from snapshots.models import Plan, Snapshot
+from vms.models import VM
+from vms.services import NAME_MAX
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
@@ -30,15 +33,15 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 
 class SnapshotCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, trim_whitespace=False)
-    description = serializers.CharField(
-        max_length=10_000, required=False, allow_blank=True, default=""
+    name = NameField(max_length=NAME_MAX)
+    description = TextField(
+        max_length=Snapshot.DESCRIPTION_MAX, required=False, allow_blank=True, default=""
     )
 
 
 class SnapshotUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False, trim_whitespace=False)
-    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
+    name = NameField(max_length=NAME_MAX, required=False)
+    description = TextField(max_length=Snapshot.DESCRIPTION_MAX, required=False, allow_blank=True)
 
 
 class SnapshotRestoreSerializer(serializers.Serializer):
@@ -48,12 +51,14 @@ class SnapshotRestoreSerializer(serializers.Serializer):
 
 
 class SnapshotNewVMSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, trim_whitespace=False)
+    name = NameField(max_length=NAME_MAX)
     full_copy = serializers.BooleanField(
         default=False, help_text="An independent copy of the whole disk instead of a new layer."
     )
-    vcpus = serializers.IntegerField(required=False, min_value=1, max_value=64)
-    memory_mib = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    vcpus = serializers.IntegerField(required=False, min_value=1, max_value=VM.MAX_VCPUS)
+    memory_mib = serializers.IntegerField(
+        required=False, min_value=VM.MIN_MEMORY_MIB, max_value=VM.MAX_MEMORY_MIB
+    )
 
 
 class PlanSerializer(serializers.ModelSerializer):

@@ -1,13 +1,13 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import filters, mixins, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
 from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
-from koding_snapshots.api.common import query_choice, query_uuid
+from koding_snapshots.api.common import ChoiceQuery, Ordering, UUIDQuery
 from koding_snapshots.api.idempotency import idempotent, key_of
 from koding_snapshots.api.responses import accepted
-from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE
+from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
 from operations.api.serializers import OperationSerializer
 from snapshots import services
 from snapshots.api.serializers import (
@@ -22,15 +22,14 @@ from snapshots.models import Plan, Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
 
 ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
+SOURCE_VM = UUIDQuery("vm", "Only snapshots of this VM (its id).")
+KIND = ChoiceQuery("kind", SnapshotKind.values, "Only snapshots of this kind.")
+STATE = ChoiceQuery("state", SnapshotState.values, "Only snapshots in this state.")
 
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[
-            OpenApiParameter("vm", str, description="Only snapshots of this VM (its id)."),
-            OpenApiParameter("kind", enum=SnapshotKind.values),
-            OpenApiParameter("state", enum=SnapshotState.values),
-        ],
+        parameters=[SOURCE_VM.parameter, KIND.parameter, STATE.parameter],
         responses={200: SnapshotSerializer(many=True), **ERRORS_LIST},
     ),
     retrieve=extend_schema(responses={200: SnapshotSerializer, **ERRORS_READ}),
@@ -40,7 +39,8 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     serializer_class = SnapshotSerializer
     lookup_value_regex = "[^/]+"
-    filter_backends = [filters.OrderingFilter]
+    schema = IdSchema()
+    filter_backends = [Ordering]
     ordering_fields = ["created_at", "name", "size_bytes"]
     ordering = ["-created_at"]
 
@@ -49,11 +49,11 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             return Snapshot.objects.none()
         queryset = snapshots_of(self.request.user).select_related("image")
         request = self.request
-        if vm := query_uuid(request, "vm"):
+        if vm := SOURCE_VM.read(request):
             queryset = queryset.filter(source_vm_id=vm)
-        if kind := query_choice(request, "kind", SnapshotKind.values):
+        if kind := KIND.read(request):
             queryset = queryset.filter(kind=kind)
-        if state := query_choice(request, "state", SnapshotState.values):
+        if state := STATE.read(request):
             queryset = queryset.filter(state=state)
         return queryset
 

@@ -1,7 +1,8 @@
 from rest_framework import serializers
 
+from koding_snapshots.api.common import CONTROL_BUT_TAB, NameField, TextField
 from vms.models import VM, Image
-from vms.services import GIB
+from vms.services import CONSOLE_LINE_MAX, GIB, NAME_MAX
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -49,8 +50,8 @@ class VMSerializer(serializers.ModelSerializer):
 
 
 class VMCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, trim_whitespace=False)
-    image = serializers.CharField(max_length=64, help_text="An image's slug (see /api/images/).")
+    name = NameField(max_length=NAME_MAX)
+    image = serializers.SlugField(max_length=64, help_text="An image's slug (see /api/images/).")
     vcpus = serializers.IntegerField(default=1, min_value=1, max_value=VM.MAX_VCPUS)
     memory_mib = serializers.IntegerField(
         default=256, min_value=VM.MIN_MEMORY_MIB, max_value=VM.MAX_MEMORY_MIB
@@ -59,7 +60,7 @@ class VMCreateSerializer(serializers.Serializer):
 
 
 class VMUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+    name = NameField(max_length=NAME_MAX, required=False)
 
 
 class VMStopSerializer(serializers.Serializer):
@@ -73,7 +74,13 @@ class ConsoleOutputSerializer(serializers.Serializer):
 
 
 class ConsoleInputSerializer(serializers.Serializer):
-    line = serializers.CharField(max_length=10_000, allow_blank=True, trim_whitespace=False)
+    line = TextField(
+        max_length=CONSOLE_LINE_MAX,
+        forbid=CONTROL_BUT_TAB,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="One line; a tab is the only control character it may hold.",
+    )
 
 
 class ConsoleSentSerializer(serializers.Serializer):

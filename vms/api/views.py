@@ -1,13 +1,13 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import filters, mixins, status, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.access import vm_for, vms_of
-from koding_snapshots.api.common import query_choice
+from koding_snapshots.api.common import ChoiceQuery, Ordering
 from koding_snapshots.api.idempotency import idempotent, key_of
 from koding_snapshots.api.responses import accepted
-from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE
+from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
 from operations.api.serializers import OperationSerializer
 from snapshots.api.serializers import SnapshotCreateSerializer
 from snapshots.services import snapshot_take
@@ -25,11 +25,12 @@ from vms.api.serializers import (
 from vms.models import VM, Image, VMState
 
 ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
+STATE = ChoiceQuery("state", VMState.values, "Only VMs in this state.")
 
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[OpenApiParameter("state", enum=VMState.values)],
+        parameters=[STATE.parameter],
         responses={200: VMSerializer(many=True), **ERRORS_LIST},
     ),
     retrieve=extend_schema(responses={200: VMSerializer, **ERRORS_READ}),
@@ -43,7 +44,8 @@ class VMViewSet(
 
     serializer_class = VMSerializer
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in the API's shape
-    filter_backends = [filters.OrderingFilter]
+    schema = IdSchema()
+    filter_backends = [Ordering]
     ordering_fields = ["name", "created_at", "state"]
     ordering = ["name"]
 
@@ -51,7 +53,7 @@ class VMViewSet(
         if getattr(self, "swagger_fake_view", False):  # the schema is being generated
             return VM.objects.none()
         queryset = vms_of(self.request.user).select_related("image")
-        if state := query_choice(self.request, "state", VMState.values):
+        if state := STATE.read(self.request):
             queryset = queryset.filter(state=state)
         return queryset
 
@@ -77,10 +79,11 @@ class VMViewSet(
 
     @extend_schema(request=VMUpdateSerializer, responses={200: VMSerializer, **ERRORS_WRITE})
     def partial_update(self, request, pk=None):
-        """Rename a VM."""
+        """Rename a VM (a body without `name` changes nothing)."""
         vm = self.get_object()
         data = _valid(VMUpdateSerializer, request)
-        services.vm_rename(vm=vm, name=data["name"])
+        if "name" in data:
+            services.vm_rename(vm=vm, name=data["name"])
         return Response(VMSerializer(vm).data)
 
     @extend_schema(request=None, responses=ACCEPTED)
