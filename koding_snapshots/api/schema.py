@@ -55,7 +55,10 @@ ERRORS_WRITE = {
     **ERRORS_READ,
     400: error("Invalid input; `fields` says which and why."),
     403: error("Over a limit of your plan; the message names it."),
-    409: error("The VM is busy (the running `operation` is included) or in the wrong state."),
+    409: error(
+        "The VM is busy (the running `operation` is included), in the wrong state, or the name "
+        "is taken by another of your VMs."
+    ),
     422: error("The Idempotency-Key was already used for a different request."),
     429: error("Too many changes in a short time; retry later."),
 }

@@ -20,6 +20,7 @@ from snapshots.api.serializers import (
 )
 from snapshots.models import Plan, Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
+from vms.api.views import refuse_taken_name
 
 ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
 SOURCE_VM = UUIDQuery("vm", "Only snapshots of this VM (its id).")
@@ -101,6 +102,7 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         snapshot = self.get_object()
         serializer = SnapshotNewVMSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        refuse_taken_name(request.user, serializer.validated_data["name"])
         operation = services.snapshot_new_vm(
             snapshot=snapshot,
             user=request.user,

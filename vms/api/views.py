@@ -9,6 +9,7 @@ from koding_snapshots.api.idempotency import idempotent, key_of
 from koding_snapshots.api.responses import accepted
 from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
 from operations.api.serializers import OperationSerializer
+from operations.errors import InvalidState
 from snapshots.api.serializers import SnapshotCreateSerializer
 from snapshots.services import snapshot_take
 from vms import services
@@ -65,6 +66,7 @@ class VMViewSet(
     def create(self, request):
         """Create a VM from an image and boot it."""
         data = _valid(VMCreateSerializer, request)
+        refuse_taken_name(request.user, data["name"])
         operation = services.vm_create(
             owner=request.user,
             name=data["name"],
@@ -83,6 +85,7 @@ class VMViewSet(
         vm = self.get_object()
         data = _valid(VMUpdateSerializer, request)
         if "name" in data:
+            refuse_taken_name(request.user, data["name"], exclude=vm)
             services.vm_rename(vm=vm, name=data["name"])
         return Response(VMSerializer(vm).data)
 
@@ -186,6 +189,16 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ImageSerializer
     lookup_field = "slug"
     queryset = Image.objects.filter(is_public=True)
+
+
+def refuse_taken_name(owner, name: str, *, exclude: VM | None = None) -> None:
+    """A name another of the owner's VMs has is a conflict with what exists (409), not bad input:
+    the same request succeeds once that VM is renamed or deleted. (The service checks again.)"""
+    others = VM.objects.filter(owner=owner, name=name.strip())
+    if exclude is not None:
+        others = others.exclude(pk=exclude.pk)
+    if others.exists():
+        raise InvalidState(f"You already have a VM named {name.strip()!r}; choose another name.")
 
 
 def _valid(serializer_class, request):
