@@ -206,6 +206,15 @@ def recover(operation: Operation) -> str:
     """Resolve a snapshot operation whose worker died half-way; say what was done."""
     vm = VM.objects.select_related("host", "image", "active_layer").filter(pk=operation.vm_id)
     vm = vm.first()
+    if operation.started_at is None and operation.kind in (
+        OperationKind.SNAPSHOT_TAKE,
+        OperationKind.SNAPSHOT_RESTORE,
+    ):
+        # Failed while queued (an admin's "mark failed"): no worker touched anything yet.
+        if operation.kind == OperationKind.SNAPSHOT_TAKE:
+            Snapshot.objects.filter(pk=operation.snapshot_id, state=SnapshotState.CREATING).delete()
+            return "It had not started; the snapshot was not taken."
+        return "It had not started; the VM keeps its disk."
     if operation.kind == OperationKind.SNAPSHOT_TAKE:
         return _recover_take(operation, vm)
     if operation.kind == OperationKind.SNAPSHOT_RESTORE and vm is not None:

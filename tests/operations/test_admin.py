@@ -131,6 +131,41 @@ def test_mark_failed_ends_an_operation_with_the_admins_name(client, charlie, ali
     assert stuck.error.startswith("Marked failed by charlie.")
 
 
+def test_mark_failed_on_a_queued_take_drops_its_snapshot(client, charlie, alice):
+    from snapshots.services import snapshot_take
+
+    vm = vm_row(owner=alice, state=VMState.RUNNING)
+    take = snapshot_take(vm=vm, user=alice, name="never taken")  # no worker: stays queued
+    client.force_login(charlie)
+    response = act(client, "/admin/operations/operation/", "mark_failed", [take.pk])
+    assert response.status_code == 200
+    take.refresh_from_db()
+    assert take.state == OperationState.FAILED
+    assert "It had not started; the snapshot was not taken." in take.error
+    assert not Snapshot.objects.filter(owner=alice).exists()  # nothing left in "creating"
+
+
+def test_mark_failed_on_a_queued_restore_leaves_the_disk(client, charlie, alice):
+    from snapshots.services import snapshot_restore
+
+    vm = vm_row(owner=alice, state=VMState.RUNNING)
+    snapshot = Snapshot.objects.create(
+        owner=alice,
+        source_vm=vm,
+        source_vm_name=vm.name,
+        image=vm.image,
+        name="s",
+        layer=layer_row(host=vm.host, parent=vm.active_layer),
+        state=SnapshotState.READY,
+    )
+    restore = snapshot_restore(snapshot=snapshot, user=alice)
+    client.force_login(charlie)
+    act(client, "/admin/operations/operation/", "mark_failed", [restore.pk])
+    restore.refresh_from_db()
+    assert restore.state == OperationState.FAILED
+    assert "It had not started; the VM keeps its disk." in restore.error
+
+
 def test_flatten_starts_an_operation(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
     client.force_login(charlie)
