@@ -61,7 +61,7 @@ def check_worker() -> Check:
         return Check("worker", False, f"Worker heartbeats cannot be read: {exc}")
     if beat is None:
         return Check(
-            "worker", False, "No worker has ever reported: start one with `manage.py qcluster`."
+            "worker", False, "No worker has ever reported: start one with `manage.py worker`."
         )
     age = timezone.now() - beat.last_seen
     if age > max_age:
@@ -69,7 +69,7 @@ def check_worker() -> Check:
             "worker",
             False,
             f"No worker has reported for {int(age.total_seconds())} s "
-            f"(the last was {beat.worker}): start one with `manage.py qcluster`.",
+            f"(the last was {beat.worker}): start one with `manage.py worker`.",
         )
     return Check("worker", True, f"{beat.worker} reported {int(age.total_seconds())} s ago.")
 

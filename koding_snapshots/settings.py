@@ -195,6 +195,16 @@ MAX_CHAIN_DEPTH = env_int("MAX_CHAIN_DEPTH", 16, minimum=2, maximum=200)
 # How long something in libvirt that no row accounts for must stay so before the reconciler
 # removes it (work being set up right now is never mistaken for it).
 RECONCILE_GRACE_MINUTES = env_int("RECONCILE_GRACE_MINUTES", 10, minimum=0)
+# A worker renews the lease of the operation it runs every quarter of this many seconds; once a
+# lease has run out, the worker is presumed dead and any live worker repairs the operation.
+WORKER_LEASE_SECONDS = env_int("WORKER_LEASE_SECONDS", 20, minimum=4, maximum=600)
+# On SIGTERM or Ctrl-C a worker waits this long for the operations it runs to finish; what is
+# still running then is stopped and repaired by the next worker (see `manage.py worker`).
+WORKER_STOP_GRACE = env_int("WORKER_STOP_GRACE", 5, minimum=0, maximum=3600)
+# How long the records that only grow are kept: reconcile reports, worker heartbeats, orphan
+# sightings, failed task records. Idempotency keys are kept for IDEMPOTENCY_KEY_HOURS.
+RECORD_RETENTION_DAYS = env_int("RECORD_RETENTION_DAYS", 30, minimum=1)
+IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 # Lines one user may type into consoles per minute.
 CONSOLE_LINES_PER_MINUTE = env_int("CONSOLE_LINES_PER_MINUTE", 30, minimum=1)
 # A worker that has not reported for this long is reported as down by the health check.

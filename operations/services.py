@@ -8,13 +8,17 @@ A delivered-again task finds the operation no longer queued and does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -53,7 +57,13 @@ SCHEDULES = {
     "worker heartbeat": ("operations.tasks.heartbeat", 1),
     "flatten deep disk chains": ("vms.tasks.flatten_deep_chains", 10),
     "reconcile": ("operations.tasks.reconcile", 5),
+    "prune old records": ("operations.tasks.prune", 60),
 }
+
+# Set by `manage.py worker` for the processes of its task-queue cluster: the cluster's name, and
+# a file whose existence means "the cluster is stopping: claim nothing new".
+CLUSTER_ENV = "KODING_WORKER_CLUSTER"
+STOP_FILE_ENV = "KODING_WORKER_STOP_FILE"
 
 UNEXPECTED_ERROR = (
     "An unexpected error stopped this operation. Nothing further was changed; "
@@ -62,7 +72,19 @@ UNEXPECTED_ERROR = (
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who runs an operation: `host:pid` of the cluster, then the worker process's pid."""
+    cluster = os.environ.get(CLUSTER_ENV) or socket.gethostname()
+    return f"{cluster}/{os.getpid()}"
+
+
+def worker_stopping() -> bool:
+    """Whether this process's cluster was asked to stop (it then starts nothing new)."""
+    stop_file = os.environ.get(STOP_FILE_ENV)
+    return bool(stop_file) and Path(stop_file).exists()
+
+
+def lease_end(now=None):
+    return (now or timezone.now()) + timedelta(seconds=settings.WORKER_LEASE_SECONDS)
 
 
 def operation_start(
@@ -129,12 +151,18 @@ def operation_report(operation: Operation, *, progress: int, message: str) -> No
 
 
 def operation_claim(operation_id) -> Operation | None:
-    """Take a queued operation for this worker; None if it is not queued (any more)."""
+    """Take a queued operation for this worker; None if it is not queued (any more), or if this
+    worker is stopping (the operation stays queued for the next worker: see `operations_resend`).
+    """
+    if worker_stopping():
+        logger.info("Stopping: operation %s is left queued for the next worker.", operation_id)
+        return None
     now = timezone.now()
     claimed = Operation.objects.filter(pk=operation_id, state=OperationState.QUEUED).update(
         state=OperationState.RUNNING,
         started_at=now,
         deadline=now + timedelta(seconds=settings.OPERATION_TIMEOUT),
+        lease_expires_at=lease_end(now),
         worker=worker_name(),
         message="Starting",
     )
@@ -171,7 +199,8 @@ def operation_run(operation_id) -> Operation | None:
         return None
     runner = import_string(RUNNERS[operation.kind])
     try:
-        result = runner(operation)
+        with lease_kept(operation):
+            result = runner(operation)
     except ServiceError as exc:
         operation_finish(operation, error=exc.message)
     except Exception as exc:
@@ -187,24 +216,67 @@ def operation_run(operation_id) -> Operation | None:
     return operation
 
 
-def operations_expire(*, now=None) -> list[Operation]:
-    """Fail running operations past their deadline: the worker running them died or hung.
+@contextlib.contextmanager
+def lease_kept(operation: Operation):
+    """Renew the operation's lease every quarter lease while the block runs.
 
-    The first step of the reconciler; what the operation left half-done is for the runner of
-    its kind to repair (see `vms.runners.recover`).
+    A thread does it, so a slow step (a full copy of a big disk) keeps the lease as long as the
+    process lives; when the process dies, renewals stop and the lease runs out within
+    WORKER_LEASE_SECONDS. The deadline still catches a worker that lives but hangs.
+    """
+    done = threading.Event()
+    interval = settings.WORKER_LEASE_SECONDS / 4
+
+    def renew():
+        try:
+            while not done.wait(interval):
+                try:
+                    Operation.objects.filter(pk=operation.pk, state=OperationState.RUNNING).update(
+                        lease_expires_at=lease_end()
+                    )
+                except Exception:
+                    # A database that blinks costs one renewal, not the operation.
+                    logger.warning("Could not renew the lease of %s", operation.pk, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    keeper = threading.Thread(target=renew, name=f"lease {operation.pk}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+
+
+def operations_expire(*, now=None) -> list[Operation]:
+    """Fail running operations whose worker died (lease run out) or hung (past the deadline),
+    and repair what each left half-done.
+
+    Cheap when there is nothing to do (one indexed query), so a live worker runs it every few
+    seconds (`manage.py worker`); the reconciler runs it too. The repair is the runner's of the
+    operation's kind (see `snapshots.runners.recover`).
     """
     now = now or timezone.now()
-    expired = Operation.objects.filter(state=OperationState.RUNNING, deadline__lt=now)
+    expired = Operation.objects.filter(
+        Q(lease_expires_at__lt=now) | Q(deadline__lt=now), state=OperationState.RUNNING
+    )
     failed = []
     for operation in expired.select_related("vm", "owner"):
+        worker = operation.worker or "unknown"
+        if operation.deadline and operation.deadline < now:
+            error = f"The worker running this ({worker}) did not finish it in time."
+        else:
+            error = f"The worker running this ({worker}) stopped before it finished."
+        # Failed at once, with its reason; "Repairing" until the repair below has run.
         updated = Operation.objects.filter(pk=operation.pk, state=OperationState.RUNNING).update(
-            state=OperationState.FAILED, finished_at=now, message="Failed"
+            state=OperationState.FAILED,
+            finished_at=now,
+            message="Repairing what it left half-done",
+            error=error,
         )
         if not updated:
             continue
-        error = (
-            f"The worker running this ({operation.worker or 'unknown'}) stopped before it finished."
-        )
         recover = RECOVERERS.get(operation.kind)
         if recover:
             try:
@@ -212,11 +284,35 @@ def operations_expire(*, now=None) -> list[Operation]:
             except Exception:
                 logger.exception("Recovering after operation %s failed", operation.id)
                 error += " Repairing what it left half-done failed too; an admin must look."
-        Operation.objects.filter(pk=operation.pk).update(error=error)
+        Operation.objects.filter(pk=operation.pk).update(error=error, message="Failed")
         operation.error = error
         operation.state = OperationState.FAILED
         failed.append(operation)
     return failed
+
+
+def operations_resend(*, before=None) -> int:
+    """Enqueue again the tasks of operations still queued (created before `before`).
+
+    A task can be lost while its operation waits: a worker that was stopped or killed after
+    taking the task but before claiming the operation. Sending it again is harmless: only one
+    delivery can claim a queued operation; the others end at once.
+    """
+    from django_q.tasks import async_task
+
+    waiting = Operation.objects.filter(state=OperationState.QUEUED)
+    if before is not None:
+        waiting = waiting.filter(created_at__lt=before)
+    count = 0
+    for operation_id, kind in waiting.values_list("pk", "kind"):
+        async_task(
+            "operations.tasks.run_operation",
+            str(operation_id),
+            task_name=f"{kind} {operation_id} (sent again)",
+            group=kind,
+        )
+        count += 1
+    return count
 
 
 def operation_retry(operation: Operation) -> Operation:
@@ -232,6 +328,7 @@ def operation_retry(operation: Operation) -> Operation:
                 started_at=None,
                 finished_at=None,
                 deadline=None,
+                lease_expires_at=None,
             )
     except IntegrityError:
         raise Busy(Operation.objects.active().filter(vm=operation.vm_id).first()) from None
@@ -261,6 +358,29 @@ def heartbeat_record() -> WorkerHeartbeat:
         worker=worker, defaults={"last_seen": timezone.now()}
     )
     return beat
+
+
+def records_prune(*, now=None) -> dict[str, int]:
+    """Delete the records that only grow once they are older than their retention: reconcile
+    reports, heartbeats of workers gone quiet, orphan sightings, failed task records (after
+    RECORD_RETENTION_DAYS) and idempotency records (after IDEMPOTENCY_KEY_HOURS). Operations are
+    the users' history and are kept."""
+    from django_q.models import Task
+
+    from operations.models import IdempotentRequest, OrphanSighting, ReconcileRun
+
+    now = now or timezone.now()
+    old = now - timedelta(days=settings.RECORD_RETENTION_DAYS)
+    pruned = {
+        "reconcile runs": ReconcileRun.objects.filter(started_at__lt=old).delete()[0],
+        "worker heartbeats": WorkerHeartbeat.objects.filter(last_seen__lt=old).delete()[0],
+        "orphan sightings": OrphanSighting.objects.filter(first_seen__lt=old).delete()[0],
+        "task records": Task.objects.filter(stopped__lt=old).delete()[0],
+        "idempotency records": IdempotentRequest.objects.filter(
+            created_at__lt=now - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+        ).delete()[0],
+    }
+    return pruned
 
 
 def schedules_ensure(*, using: str = "default") -> None:

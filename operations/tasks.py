@@ -18,3 +18,9 @@ def reconcile() -> str:
     from operations.reconciler import reconcile as run
 
     return run().text()
+
+
+def prune() -> str:
+    """Scheduled hourly: delete records past their retention."""
+    pruned = services.records_prune()
+    return ", ".join(f"{count} {what}" for what, count in pruned.items()) + " deleted."

@@ -55,7 +55,7 @@ def test_database_broker_up(db, settings):
 def test_worker_that_never_reported_is_down(db):
     check = health.check_worker()
     assert not check.ok
-    assert "manage.py qcluster" in check.message
+    assert "manage.py worker" in check.message
 
 
 def test_worker_silent_for_too_long_is_down(db, settings):
@@ -123,7 +123,7 @@ def test_healthz_tells_anonymous_callers_only_up_or_down(client, db):
     assert set(body["checks"]) == {"database", "broker", "worker", "libvirt"}
     for name, check in body["checks"].items():
         assert check == {"ok": check["ok"]}, name
-    assert "qcluster" not in response.content.decode()
+    assert "manage.py" not in response.content.decode()
 
 
 def test_healthz_tells_a_logged_in_customer_only_up_or_down(client, alice):
@@ -135,7 +135,7 @@ def test_healthz_tells_a_logged_in_customer_only_up_or_down(client, alice):
 def test_healthz_gives_staff_the_details(client, charlie):
     client.force_login(charlie)
     body = client.get("/healthz").json()
-    assert "manage.py qcluster" in body["checks"]["worker"]["message"]
+    assert "manage.py worker" in body["checks"]["worker"]["message"]
     assert body["checks"]["database"]["message"]
 
 
@@ -157,4 +157,4 @@ def test_doctor_keeps_the_details(db):
     out = StringIO()
     with pytest.raises(CommandError):
         call_command("doctor", stdout=out)
-    assert "manage.py qcluster" in out.getvalue()
+    assert "manage.py worker" in out.getvalue()

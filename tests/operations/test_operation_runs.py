@@ -1,16 +1,19 @@
 """How a worker runs an operation: claimed once, ended with a clear outcome, expired if lost."""
 
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from operations import services
 from operations.models import Operation, OperationKind, OperationState
 from operations.services import (
     operation_claim,
     operation_run,
     operation_start,
     operations_expire,
+    operations_resend,
 )
 from tests.factories import vm_row
 from vms.models import VMState
@@ -74,7 +77,7 @@ def test_a_running_operation_past_its_deadline_is_failed_with_the_reason(vm):
     assert [o.pk for o in expired] == [operation.pk]
     operation.refresh_from_db()
     assert operation.state == OperationState.FAILED
-    assert "stopped before it finished" in operation.error
+    assert "did not finish it in time" in operation.error
 
 
 def test_a_running_operation_within_its_deadline_is_left_alone(vm):
@@ -82,3 +85,66 @@ def test_a_running_operation_within_its_deadline_is_left_alone(vm):
     assert operations_expire() == []
     operation.refresh_from_db()
     assert operation.state == OperationState.RUNNING
+
+
+def test_a_claimed_operation_gets_a_lease(vm, settings):
+    settings.WORKER_LEASE_SECONDS = 20
+    operation = operation_claim(queued(vm).id)
+    left = operation.lease_expires_at - timezone.now()
+    assert timedelta(seconds=15) < left <= timedelta(seconds=20)
+
+
+def test_an_operation_whose_lease_ran_out_is_failed_as_a_dead_worker(vm):
+    operation = operation_claim(queued(vm).id)
+    vm.host.libvirt_uri = "qemu+tcp://127.0.0.1:9/system"
+    vm.host.save()
+    Operation.objects.filter(pk=operation.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert [o.pk for o in operations_expire()] == [operation.pk]
+    operation.refresh_from_db()
+    assert operation.state == OperationState.FAILED
+    assert "stopped before it finished" in operation.error
+
+
+def test_a_long_operation_keeps_its_lease_while_its_worker_lives(
+    transactional_db, alice, settings, monkeypatch
+):
+    """A step longer than the lease (a slow full copy) is not taken for a dead worker."""
+    settings.WORKER_LEASE_SECONDS = 4
+    vm = vm_row(owner=alice, state=VMState.RUNNING)
+    swept_meanwhile = []
+
+    def slow_runner(operation):
+        for _ in range(4):  # 8 s: twice the lease
+            time.sleep(2)
+            swept_meanwhile.extend(operations_expire())
+        return {}
+
+    monkeypatch.setitem(services.RUNNERS, OperationKind.VM_STOP, "tests.operations.slow")
+    monkeypatch.setattr("tests.operations.slow", slow_runner, raising=False)
+    operation = queued(vm)
+    operation_run(operation.id)
+    operation.refresh_from_db()
+    assert swept_meanwhile == []
+    assert operation.state == OperationState.SUCCEEDED
+
+
+def test_a_stopping_worker_claims_nothing_and_the_operation_stays_queued(vm, tmp_path, monkeypatch):
+    stop_file = tmp_path / "stopping"
+    stop_file.touch()
+    monkeypatch.setenv(services.STOP_FILE_ENV, str(stop_file))
+    operation = queued(vm)
+    assert operation_run(operation.id) is None
+    operation.refresh_from_db()
+    assert operation.state == OperationState.QUEUED
+
+
+def test_queued_operations_are_sent_again_and_still_run_once(vm, monkeypatch):
+    sent = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kw: sent.append(args[1]))
+    operation = queued(vm)
+    assert operations_resend() == 1
+    assert sent == [str(operation.id)]
+    assert operation_claim(operation.id) is not None
+    assert operation_claim(operation.id) is None  # the first delivery's claim finds it taken
