@@ -81,12 +81,12 @@ def child_env(**extra: str) -> dict:
 
 
 class Worker:
-    """A real `manage.py qcluster` on the test database, in its own process group."""
+    """A real `manage.py worker` on the test database, in its own process group."""
 
     def __init__(self, **env: str):
         self.log = open(ROOT / "var" / f"worker-{os.getpid()}.log", "w+b")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
+            [sys.executable, "manage.py", "worker"],
             cwd=ROOT,
             env=child_env(**env),
             stdout=self.log,
@@ -171,16 +171,34 @@ def test_pool():
 
 @pytest.fixture
 def host(db, test_pool):
-    """The local host, on this test run's pool."""
+    """The local host, on this test run's pool. Each test starts with an empty pool, but for the
+    image files uploaded once per run (`image_files`)."""
     from vms import hypervisor
     from vms.models import Host
     from vms.selectors import DEFAULT_HOST_NAME
 
     yield Host.objects.create(name=DEFAULT_HOST_NAME, **test_pool)
+    uri, pool = test_pool["libvirt_uri"], test_pool["pool_name"]
     # Guests a test left running would slow down the next ones.
-    for record in hypervisor.domains(test_pool["libvirt_uri"]):
-        if record.metadata.get("pool") == test_pool["pool_name"]:
-            hypervisor.domain_undefine(test_pool["libvirt_uri"], record.uuid)
+    for record in hypervisor.domains(uri):
+        if record.metadata.get("pool") == pool:
+            hypervisor.domain_undefine(uri, record.uuid)
+    # Layers are built on each other: delete the ones nothing is built on first.
+    for _ in range(50):
+        names = set(hypervisor.volume_names(uri, pool)) - SHARED_VOLUMES
+        if not names:
+            break
+        parents = set()
+        for name in names:
+            backing = hypervisor.volume_info(uri, pool, name).backing_path
+            if backing:
+                parents.add(backing.rsplit("/", 1)[-1])
+        for name in names - parents:
+            hypervisor.volume_delete(uri, pool, name)
+
+
+# The volumes of the image uploaded once per run, kept between tests.
+SHARED_VOLUMES: set[str] = set()
 
 
 @pytest.fixture
@@ -199,13 +217,33 @@ def guest_files(tmp_path_factory):
     return guest_image.build(tmp_path_factory.mktemp("guest-image"))
 
 
-@pytest.fixture
-def image(host, guest_files):
-    """The busybox image, registered on the test host."""
-    from vms.images import image_register
+@pytest.fixture(scope="session")
+def image_files(test_pool, guest_files):
+    """The busybox image's volumes, uploaded into the test pool once per run."""
+    from vms.images import image_upload, image_volumes
+    from vms.models import Host
 
-    return image_register(
-        host=host, slug="busybox", name="Busybox", description="", files=guest_files
+    layer_id = image_upload(host=Host(**test_pool), files=guest_files)
+    SHARED_VOLUMES.update(image_volumes(layer_id))
+    return layer_id
+
+
+@pytest.fixture
+def image(host, image_files, guest_files):
+    """The busybox image, registered on the test host (uploaded again only if a test deleted
+    its volumes)."""
+    from vms import hypervisor
+    from vms.images import image_record, image_upload, image_volumes
+
+    layer_id = image_files
+    present = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    if not set(image_volumes(layer_id)) <= present:
+        for name in image_volumes(layer_id):
+            hypervisor.volume_delete(host.libvirt_uri, host.pool_name, name)
+        layer_id = image_upload(host=host, files=guest_files)
+        SHARED_VOLUMES.update(image_volumes(layer_id))
+    return image_record(
+        host=host, layer_id=layer_id, slug="busybox", name="Busybox", description=""
     )
 
 

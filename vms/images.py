@@ -63,45 +63,66 @@ def image_register(
     *, host: Host, slug: str, name: str, description: str, files: guest_image.GuestImageFiles
 ) -> Image:
     """Upload an image's kernel, initrd and root disk through libvirt and record them."""
+    layer_id = image_upload(host=host, files=files)
+    try:
+        return image_record(
+            host=host, layer_id=layer_id, slug=slug, name=name, description=description
+        )
+    except BaseException:
+        for volume in image_volumes(layer_id):
+            hypervisor.volume_delete(host.libvirt_uri, host.pool_name, volume)
+        raise
+
+
+def image_volumes(layer_id: uuid.UUID) -> tuple[str, str, str]:
+    """The names of an image's kernel, initrd and root disk volumes."""
+    return f"{layer_id}.vmlinuz", f"{layer_id}.initrd", f"{layer_id}.qcow2"
+
+
+def image_upload(*, host: Host, files: guest_image.GuestImageFiles) -> uuid.UUID:
+    """Upload an image's files into the host's pool; returns the id naming its volumes."""
     inspect_qcow2(str(files.root_disk))
     uri, pool = host.libvirt_uri, host.pool_name
     layer_id = uuid.uuid4()
-    kernel_volume = f"{layer_id}.vmlinuz"
-    initrd_volume = f"{layer_id}.initrd"
-    layer_volume = f"{layer_id}.qcow2"
     uploaded = []
     try:
-        for volume, source in (
-            (kernel_volume, files.kernel),
-            (initrd_volume, files.initrd),
-            (layer_volume, files.root_disk),
+        for volume, source in zip(
+            image_volumes(layer_id), (files.kernel, files.initrd, files.root_disk), strict=True
         ):
             hypervisor.volume_upload(uri, pool, volume, str(source))
             uploaded.append(volume)
-        info = hypervisor.volume_info(uri, pool, layer_volume)
-        with transaction.atomic():
-            layer = Layer.objects.create(
-                id=layer_id,
-                host=host,
-                virtual_size=info.capacity,
-                allocation=info.allocation,
-                state=LayerState.READY,
-            )
-            Image.objects.filter(slug=slug).update(
-                slug=f"{slug}-old-{layer_id.hex[:8]}", is_public=False
-            )
-            return Image.objects.create(
-                slug=slug,
-                name=name,
-                description=description,
-                host=host,
-                layer=layer,
-                kernel_volume=kernel_volume,
-                initrd_volume=initrd_volume,
-                cmdline=guest_image.CMDLINE,
-                min_disk_bytes=info.capacity,
-            )
     except BaseException:
         for volume in uploaded:
             hypervisor.volume_delete(uri, pool, volume)
         raise
+    return layer_id
+
+
+def image_record(
+    *, host: Host, layer_id: uuid.UUID, slug: str, name: str, description: str
+) -> Image:
+    """Record an uploaded image (see `image_upload`) as the current one under `slug`."""
+    kernel_volume, initrd_volume, layer_volume = image_volumes(layer_id)
+    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer_volume)
+    with transaction.atomic():
+        layer = Layer.objects.create(
+            id=layer_id,
+            host=host,
+            virtual_size=info.capacity,
+            allocation=info.allocation,
+            state=LayerState.READY,
+        )
+        Image.objects.filter(slug=slug).update(
+            slug=f"{slug}-old-{layer_id.hex[:8]}", is_public=False
+        )
+        return Image.objects.create(
+            slug=slug,
+            name=name,
+            description=description,
+            host=host,
+            layer=layer,
+            kernel_volume=kernel_volume,
+            initrd_volume=initrd_volume,
+            cmdline=guest_image.CMDLINE,
+            min_disk_bytes=info.capacity,
+        )
