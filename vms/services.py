@@ -59,7 +59,9 @@ def clean_name(name: str, *, field: str = "name", what: str = "name") -> str:
         raise ValidationError({field: f"Give a {what}."})
     if len(name) > NAME_MAX:
         raise ValidationError({field: f"Keep the {what} to {NAME_MAX} characters or fewer."})
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in name):
+    # Control characters, and lone surrogates (no database can store them). Private-use and
+    # not-yet-assigned code points are the user's business: fonts and newer Unicode show them.
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name):
         raise ValidationError({field: f"The {what} contains characters that cannot be shown."})
     return name
 

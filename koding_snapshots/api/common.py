@@ -159,9 +159,8 @@ NAME_PATTERN = f"^[^{CONTROL}]*[^{CONTROL}{SPACES}][^{CONTROL}]*$"
 
 
 class NameField(serializers.CharField):
-    """A display name: up to `max_length` characters, no control characters, not only spaces.
-    (The services also refuse unassigned and private-use code points, which a pattern cannot
-    name compactly.)"""
+    """A display name: up to `max_length` characters, no control characters, not only spaces:
+    exactly what the services' `clean_name` takes."""
 
     def __init__(self, *, max_length: int, **kwargs):
         kwargs.setdefault("trim_whitespace", False)

@@ -6,8 +6,6 @@ Seeded, so a failure comes back on the next run; enough examples per operation t
 boundaries of pages, ids, enums and names.
 """
 
-import unicodedata
-
 import pytest
 import schemathesis
 from django.core import signals
@@ -33,21 +31,6 @@ def _creates_a_vm(ctx) -> bool:
 everything_else = schema.exclude(_creates_a_vm)
 vm_creation = schema.include(_creates_a_vm)
 vm_creation.config.generation.update(modes=[schemathesis.GenerationMode.NEGATIVE])
-
-
-def _refused_characters(value) -> bool:
-    """Unassigned and private-use code points: names refuse them, but the schema's pattern does
-    not name them (see `NameField`), so a generated valid body is kept free of them."""
-    if isinstance(value, str):
-        return any(unicodedata.category(ch) in ("Cn", "Co") for ch in value)
-    if isinstance(value, dict):
-        return any(_refused_characters(v) for v in value.values())
-    return False
-
-
-@everything_else.hook("filter_body")
-def filter_body(context, body):
-    return not _refused_characters(body)
 
 
 FUZZ = settings(

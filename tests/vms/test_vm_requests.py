@@ -35,6 +35,12 @@ def test_create_records_a_creating_vm_and_a_queued_operation(alice, image):
     assert operation.vm == vm
 
 
+def test_a_name_with_private_use_and_newer_characters_is_kept_as_typed(alice, image):
+    name = "web \ue0b0 \U0001fae9"  # an icon font's glyph; an emoji newer than some systems
+    vm_create(owner=alice, name=name, image=image)
+    assert VM.objects.get(owner=alice).name == name
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field", "message"),
     [
