@@ -3,9 +3,15 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.shortcuts import render
 
-from accounts.models import ApiToken, User
-from snapshots.models import Plan
+from accounts.models import ApiToken, Plan, User
 from snapshots.services import plan_change
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "max_snapshots", "max_snapshot_bytes", "max_vms", "is_default"]
+    list_editable = ["max_snapshots", "max_snapshot_bytes", "max_vms"]
+    ordering = ["position"]
 
 
 class PlanChoiceForm(forms.Form):

@@ -1,12 +1,39 @@
 """Business rules for accounts."""
 
-from accounts.models import User
+from accounts.models import Plan, User
+
+GIB = 1024**3
+
+# Koding's plan table (the first migrations seed it): slug, name, snapshots, bytes, VMs, default.
+KODING_PLANS = [
+    ("free", "Free", 0, 0, 1, False),
+    ("hobbyist", "Hobbyist", 1, 10 * GIB, 2, False),
+    ("developer", "Developer", 3, 30 * GIB, 5, True),
+    ("professional", "Professional", 5, 50 * GIB, 10, False),
+]
+
+
+def plans_ensure_koding() -> list[Plan]:
+    """Koding's plans, created where missing (existing ones keep what admins changed)."""
+    plans = []
+    for position, (slug, name, snapshots, size, vms, default) in enumerate(KODING_PLANS):
+        plan, _ = Plan.objects.get_or_create(
+            slug=slug,
+            defaults={
+                "name": name,
+                "max_snapshots": snapshots,
+                "max_snapshot_bytes": size,
+                "max_vms": vms,
+                "is_default": default,
+                "position": position,
+            },
+        )
+        plans.append(plan)
+    return plans
 
 
 def user_create(*, username: str, password: str, email: str = "", is_staff: bool = False) -> User:
     """A new account, ready to sign in, on the default plan."""
-    from snapshots.models import Plan
-
     user = User(
         username=username,
         email=email,

@@ -22,9 +22,9 @@ def mac(prefix: int, i: int) -> str:
 
 def seed(vms: int = 1000, snapshots: int = 10_000):
     """A user with `vms` VMs and `snapshots` snapshots (rows only: this measures the web side)."""
-    from accounts.models import User
+    from accounts.models import Plan, User
     from operations.models import Operation, OperationKind, OperationState
-    from snapshots.models import Plan, Snapshot, SnapshotState
+    from snapshots.models import Snapshot, SnapshotState
     from vms.models import VM, Image, Layer, VMState
 
     plan = Plan.objects.get(slug="bench")

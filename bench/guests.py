@@ -36,8 +36,7 @@ class Lab:
     def __init__(self):
         from django_q.conf import Conf
 
-        from accounts.models import User
-        from snapshots.models import Plan
+        from accounts.models import Plan, User
         from vms import hypervisor
         from vms.images import image_build_busybox
         from vms.models import VM, Image

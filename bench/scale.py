@@ -33,8 +33,8 @@ def _measure(client, url: str, repeats: int = 5) -> tuple[int, float]:
 def data_scale(sizes=(10, 1000, 10_000)) -> dict:
     from django.test import Client
 
-    from accounts.models import User
-    from snapshots.models import Plan, Snapshot, SnapshotState
+    from accounts.models import Plan, User
+    from snapshots.models import Snapshot, SnapshotState
     from vms.models import VM, Image, Layer, VMState
 
     print("  scale of the data...", flush=True)

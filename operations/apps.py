@@ -12,10 +12,13 @@ class OperationsConfig(AppConfig):
 
 def _ensure_schedules(**kwargs):
     from django.core.management import call_command
+    from django.db import connections
 
     from operations.services import schedules_ensure
 
     using = kwargs.get("using", "default")
-    schedules_ensure(using=using)
+    # A partial `migrate` (one app, to a named migration) may not have made the queue's tables.
+    if "django_q_schedule" in connections[using].introspection.table_names():
+        schedules_ensure(using=using)
     # Without Redis the cache (throttle and rate counters) lives in a table of the database.
     call_command("createcachetable", database=using, verbosity=0)

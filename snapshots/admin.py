@@ -1,13 +1,6 @@
 from django.contrib import admin
 
-from snapshots.models import Plan, Snapshot
-
-
-@admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "max_snapshots", "max_snapshot_bytes", "max_vms", "is_default"]
-    list_editable = ["max_snapshots", "max_snapshot_bytes", "max_vms"]
-    ordering = ["position"]
+from snapshots.models import Snapshot
 
 
 @admin.register(Snapshot)

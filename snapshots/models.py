@@ -8,37 +8,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 GIB = 1024**3
-
-
-class Plan(models.Model):
-    """What an account may keep. Koding's plans are the default table; admins edit them."""
-
-    slug = models.SlugField(max_length=32, unique=True)
-    name = models.CharField(max_length=64)
-    max_snapshots = models.PositiveIntegerField(help_text="Snapshots an account may keep.")
-    max_snapshot_bytes = models.BigIntegerField(
-        help_text="Bytes on disk an account's snapshots may take."
-    )
-    max_vms = models.PositiveIntegerField(default=5, help_text="VMs an account may have.")
-    is_default = models.BooleanField(default=False, help_text="Given to new accounts.")
-    position = models.PositiveSmallIntegerField(default=0)
-
-    class Meta:
-        ordering = ["position", "name"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["is_default"], condition=Q(is_default=True), name="one_default_plan"
-            ),
-            models.CheckConstraint(
-                condition=Q(max_snapshot_bytes__gte=0), name="plan_bytes_not_negative"
-            ),
-        ]
-
-    def __str__(self):
-        return self.name
 
 
 class SnapshotState(models.TextChoices):

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from django.db.models import Sum
 
-from snapshots.models import Plan, Snapshot
+from accounts.models import Plan
+from snapshots.models import Snapshot
 
 
 def plan_for(user) -> Plan:

@@ -41,12 +41,10 @@ def empty_cache(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def plans(db):
-    """Koding's plan table, as the data migration seeds it (transactional tests empty tables)."""
-    import importlib
+    """Koding's plan table, as the first migrations seed it (transactional tests empty tables)."""
+    from accounts.services import plans_ensure_koding
 
-    from django.apps import apps
-
-    importlib.import_module("snapshots.migrations.0002_seed_plans").seed(apps, None)
+    return plans_ensure_koding()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 from rest_framework import serializers
 
+from accounts.models import Plan
 from koding_snapshots.api.common import NameField, TextField
-from snapshots.models import Plan, Snapshot
+from snapshots.models import Snapshot
 from vms.models import VM
 from vms.services import NAME_MAX
 

@@ -4,6 +4,7 @@ from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
 from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
+from accounts.models import Plan
 from koding_snapshots.api.common import ChoiceQuery, Ordering, UUIDQuery
 from koding_snapshots.api.idempotency import idempotent, key_of
 from koding_snapshots.api.responses import accepted
@@ -18,7 +19,7 @@ from snapshots.api.serializers import (
     SnapshotSerializer,
     SnapshotUpdateSerializer,
 )
-from snapshots.models import Plan, Snapshot, SnapshotKind, SnapshotState
+from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
 from vms.api.views import refuse_taken_name
 

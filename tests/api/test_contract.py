@@ -2,8 +2,9 @@
 
 import pytest
 
+from accounts.models import Plan
 from operations.models import Operation, OperationKind, OperationState
-from snapshots.models import Plan, Snapshot, SnapshotState
+from snapshots.models import Snapshot, SnapshotState
 from snapshots.services import plan_change
 from tests.factories import image_row, layer_row, vm_row
 from vms.models import VM, VMState

@@ -4,20 +4,20 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import User
+from accounts.models import Plan, User
 from operations.models import Operation, OperationKind, OperationState
-from snapshots.models import Plan, Snapshot, SnapshotState
+from snapshots.models import Snapshot, SnapshotState
 from tests.factories import image_row, layer_row, vm_row
 from vms.models import VMState
 
 CHANGELISTS = [
     "/admin/accounts/user/",
     "/admin/accounts/apitoken/",
+    "/admin/accounts/plan/",
     "/admin/vms/host/",
     "/admin/vms/image/",
     "/admin/vms/layer/",
     "/admin/vms/vm/",
-    "/admin/snapshots/plan/",
     "/admin/snapshots/snapshot/",
     "/admin/operations/operation/",
     "/admin/operations/reconcilerun/",

@@ -8,9 +8,10 @@ import urllib.request
 
 import pytest
 
+from accounts.models import Plan
 from accounts.services import token_create
 from operations.models import Operation, OperationState
-from snapshots.models import Plan, Snapshot
+from snapshots.models import Snapshot
 from snapshots.services import plan_change
 from tests.factories import image_row, vm_row
 from vms.models import VMState

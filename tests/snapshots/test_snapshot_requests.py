@@ -6,9 +6,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
+from accounts.models import Plan
 from operations.errors import Busy, InvalidState, LimitExceeded
 from operations.models import Operation, OperationKind, OperationState
-from snapshots.models import Plan, Snapshot, SnapshotKind, SnapshotState
+from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
 from snapshots.services import (
     plan_change,
