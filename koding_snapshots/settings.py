@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "axes",
+    "core",
     "accounts",
     "vms",
     "snapshots",
@@ -248,11 +249,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "koding_snapshots.api.common.Pagination",
-    "DEFAULT_THROTTLE_CLASSES": ["koding_snapshots.api.common.MutationThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "core.api.common.Pagination",
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.common.MutationThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "koding_snapshots.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 # Changes (POST, PATCH, DELETE) one user may make through the API, e.g. "120/min".

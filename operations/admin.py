@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from operations.errors import ServiceError
+from core.errors import ServiceError
 from operations.models import (
     IdempotentRequest,
     Operation,

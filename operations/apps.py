@@ -7,6 +7,12 @@ class OperationsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self):
+        from core import bootstrap, health
+        from operations.bootstrap import first_heartbeat
+        from operations.health import check_worker
+
+        health.register(check_worker, order=10)
+        bootstrap.register(first_heartbeat, order=40)
         post_migrate.connect(_ensure_schedules, sender=self)
 
 

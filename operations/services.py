@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from operations.errors import Busy, InvalidState, ServiceError
+from core.errors import Busy, InvalidState, ServiceError
 from operations.models import (
     ACTIVE_STATES,
     Operation,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from operations.errors import OperationFailed
+from core.errors import OperationFailed
 from operations.failpoints import failpoint
 from operations.models import Operation, OperationKind
 from operations.services import operation_report

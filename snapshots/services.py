@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 
 from accounts.models import User
-from operations.errors import InvalidState, LimitExceeded
+from core.errors import InvalidState, LimitExceeded
 from operations.models import Operation, OperationKind
 from operations.services import operation_start
 from snapshots.models import Snapshot, SnapshotState

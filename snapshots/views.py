@@ -5,7 +5,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import snapshot_for, snapshots_of, vm_for
-from koding_snapshots.pages import attempt, back
+from core.pages import attempt, back
 from snapshots import services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.selectors import usage_for

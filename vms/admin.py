@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from operations.errors import ServiceError
+from core.errors import ServiceError
 from vms.models import VM, Host, Image, Layer
 from vms.services import vm_flatten, vm_repair
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from operations.errors import InvalidState, OperationFailed
+from core.errors import InvalidState, OperationFailed
 from operations.failpoints import failpoint
 from operations.models import Operation, OperationKind
 from operations.services import operation_report

@@ -16,7 +16,7 @@ from django.core.cache import cache as rate_cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from operations.errors import InvalidState, LimitExceeded, RateLimited
+from core.errors import InvalidState, LimitExceeded, RateLimited
 from operations.models import Operation, OperationKind
 from operations.services import operation_start
 from vms import hypervisor
@@ -256,7 +256,7 @@ def vm_flatten(*, vm: VM, user=None, **kwargs) -> Operation:
 
 def vms_flatten_deep_chains() -> list[Operation]:
     """Start a flatten for every idle VM whose disk chain is deeper than MAX_CHAIN_DEPTH."""
-    from operations.errors import ServiceError
+    from core.errors import ServiceError
 
     started = []
     deep = VM.objects.filter(

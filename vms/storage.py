@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from operations.errors import InvalidState
+from core.errors import InvalidState
 from vms import hypervisor
 from vms.models import Host, Layer, LayerState
 

@@ -8,9 +8,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
-from koding_snapshots.pages import attempt
-from koding_snapshots.views import not_found
-from operations.errors import ServiceError
+from core.errors import ServiceError
+from core.pages import attempt
+from core.views import not_found
 from operations.models import Operation, OperationKind
 from snapshots.models import SnapshotState
 from snapshots.selectors import usage_for

@@ -2,8 +2,8 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
 from accounts.access import operations_of
-from koding_snapshots.api.common import ChoiceQuery, Ordering, UUIDQuery
-from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, IdSchema
+from core.api.common import ChoiceQuery, Ordering, UUIDQuery
+from core.api.schema import ERRORS_LIST, ERRORS_READ, IdSchema
 from operations.api.serializers import OperationSerializer
 from operations.models import Operation, OperationKind, OperationState
 

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from accounts.models import Plan
-from koding_snapshots.api.common import NameField, TextField
+from core.api.common import NameField, TextField
 from snapshots.models import Snapshot
 from vms.models import VM
 from vms.services import NAME_MAX

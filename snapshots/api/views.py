@@ -5,10 +5,10 @@ from rest_framework.response import Response
 
 from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
 from accounts.models import Plan
-from koding_snapshots.api.common import ChoiceQuery, Ordering, UUIDQuery
-from koding_snapshots.api.idempotency import idempotent, key_of
-from koding_snapshots.api.responses import accepted
-from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
+from core.api.common import ChoiceQuery, Ordering, UUIDQuery
+from core.api.idempotency import idempotent, key_of
+from core.api.responses import accepted
+from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
 from operations.api.serializers import OperationSerializer
 from snapshots import services
 from snapshots.api.serializers import (

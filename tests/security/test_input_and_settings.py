@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils.html import escape
 
-from operations.errors import RateLimited
+from core.errors import RateLimited
 from snapshots.models import Snapshot
 from tests.conftest import ROOT
 from tests.factories import image_row, vm_row

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from accounts.models import Plan
-from operations.errors import Busy, InvalidState, LimitExceeded
+from core.errors import Busy, InvalidState, LimitExceeded
 from operations.models import Operation, OperationKind, OperationState
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for

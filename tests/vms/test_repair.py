@@ -5,7 +5,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import token_create
-from operations.errors import InvalidState
+from core.errors import InvalidState
 from operations.models import Operation, OperationKind, OperationState
 from operations.reconciler import reconcile
 from tests import guest

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from operations.errors import Busy, InvalidState
+from core.errors import Busy, InvalidState
 from operations.models import Operation, OperationKind, OperationState
 from tests.factories import image_row, vm_row
 from vms.models import VM, VMState

@@ -2,7 +2,7 @@ from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from koding_snapshots.api.common import CONTROL_BUT_TAB, NameField, TextField
+from core.api.common import CONTROL_BUT_TAB, NameField, TextField
 from vms.models import VM, Image
 from vms.services import CONSOLE_LINE_MAX, GIB, NAME_MAX
 

@@ -4,12 +4,12 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.access import vm_for, vms_of
-from koding_snapshots.api.common import ChoiceQuery, Ordering
-from koding_snapshots.api.idempotency import idempotent, key_of
-from koding_snapshots.api.responses import accepted
-from koding_snapshots.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
+from core.api.common import ChoiceQuery, Ordering
+from core.api.idempotency import idempotent, key_of
+from core.api.responses import accepted
+from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
+from core.errors import InvalidState
 from operations.api.serializers import OperationSerializer
-from operations.errors import InvalidState
 from snapshots.api.serializers import SnapshotCreateSerializer
 from snapshots.services import snapshot_take
 from vms import services

@@ -7,9 +7,11 @@ from django.db.utils import ConnectionHandler
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from koding_snapshots import health
+from core import health
+from operations.health import check_worker
 from operations.models import WorkerHeartbeat
 from tests.conftest import wait_for
+from vms.health import check_libvirt
 from vms.models import Host
 
 
@@ -53,7 +55,7 @@ def test_database_broker_up(db, settings):
 
 
 def test_worker_that_never_reported_is_down(db):
-    check = health.check_worker()
+    check = check_worker()
     assert not check.ok
     assert "manage.py worker" in check.message
 
@@ -61,33 +63,33 @@ def test_worker_that_never_reported_is_down(db):
 def test_worker_silent_for_too_long_is_down(db, settings):
     settings.WORKER_HEARTBEAT_MAX_AGE = 180
     WorkerHeartbeat.objects.create(worker="w1", last_seen=timezone.now() - timedelta(minutes=5))
-    check = health.check_worker()
+    check = check_worker()
     assert not check.ok
     assert "No worker has reported for 300 s" in check.message
 
 
 def test_worker_that_reported_recently_is_up(db):
     WorkerHeartbeat.objects.create(worker="w1", last_seen=timezone.now() - timedelta(seconds=10))
-    assert health.check_worker().ok
+    assert check_worker().ok
 
 
 @pytest.mark.worker
 def test_a_running_worker_is_seen_through_the_queue(worker):
-    assert not health.check_worker().ok
+    assert not check_worker().ok
     async_task("operations.tasks.heartbeat")
-    wait_for(lambda: health.check_worker().ok, timeout=30, what="a heartbeat from the worker")
+    wait_for(lambda: check_worker().ok, timeout=30, what="a heartbeat from the worker")
 
 
 @pytest.mark.libvirt
 def test_libvirt_up(host):
-    check = health.check_libvirt(host)
+    check = check_libvirt(host)
     assert check.ok
     assert "answers" in check.message
 
 
 def test_libvirt_unreachable_says_to_start_libvirtd():
     host = Host(name="far", libvirt_uri="qemu+tcp://127.0.0.1:9/system", pool_name="p")
-    check = health.check_libvirt(host)
+    check = check_libvirt(host)
     assert not check.ok
     assert "start libvirtd" in check.message
 
@@ -95,7 +97,7 @@ def test_libvirt_unreachable_says_to_start_libvirtd():
 @pytest.mark.libvirt
 def test_libvirt_without_its_pool_says_to_bootstrap(host):
     host.pool_name = "no-such-pool"
-    check = health.check_libvirt(host)
+    check = check_libvirt(host)
     assert not check.ok
     assert "manage.py bootstrap" in check.message
 

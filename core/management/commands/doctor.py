@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from koding_snapshots.health import run_checks
+from core.health import run_checks
 
 
 class Command(BaseCommand):

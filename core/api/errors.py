@@ -12,7 +12,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from operations.errors import Busy, InvalidState, LimitExceeded, RateLimited, ServiceError
+from core.errors import Busy, InvalidState, LimitExceeded, RateLimited, ServiceError
 
 NOT_FOUND = "Not found."
 

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from operations.errors import ServiceError
+from core.errors import ServiceError
 
 
 def attempt(request, action, *, success: str | None = None):

@@ -15,7 +15,7 @@ from functools import wraps
 from django.db import IntegrityError, transaction
 from rest_framework.response import Response
 
-from koding_snapshots.api.errors import error_body
+from core.api.errors import error_body
 from operations.models import IdempotentRequest
 
 HEADER = "Idempotency-Key"

@@ -1,0 +1,69 @@
+"""The health check: is each part the service needs up, and if not, what to do about it.
+
+Used by `/healthz` and `manage.py doctor`. Every check returns a `Check` whose message is a
+sentence for the person reading it. The database and the broker are checked here; the apps
+register checks of their own parts (`register`). The messages name versions, hosts, processes
+and raw errors: `/healthz` shows them to staff only, and to everyone else just whether each
+part is up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    message: str
+
+
+def check_database(conn=None) -> Check:
+    conn = conn or connection
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return Check("database", False, f"The database does not answer: {exc}".strip())
+    return Check("database", True, f"{conn.vendor} answers.")
+
+
+def check_broker(redis_url: str | None = None) -> Check:
+    redis_url = redis_url or settings.REDIS_URL
+    if redis_url:
+        import redis
+
+        try:
+            redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            return Check("broker", False, f"Redis at REDIS_URL does not answer: {exc}")
+        return Check("broker", True, "Redis answers.")
+    from django_q.models import OrmQ
+
+    try:
+        waiting = OrmQ.objects.count()
+    except DatabaseError as exc:
+        return Check("broker", False, f"The task table cannot be read: {exc}")
+    return Check("broker", True, f"The database queue answers ({waiting} task(s) waiting).")
+
+
+# Checks of the parts apps bring (a worker, libvirt), registered in their AppConfig.ready, with
+# the position they take in the report.
+_REGISTERED: list[tuple[int, object]] = []
+
+
+def register(check, *, order: int) -> None:
+    if all(existing is not check for _, existing in _REGISTERED):
+        _REGISTERED.append((order, check))
+
+
+def checks() -> list:
+    return [check_database, check_broker] + [c for _, c in sorted(_REGISTERED, key=lambda x: x[0])]
+
+
+def run_checks() -> list[Check]:
+    return [check() for check in checks()]
