@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 from bench.common import ROOT, bench_environment
+from vms.models import VMOperationKind
 
 PORT = 8765
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -23,7 +24,7 @@ def mac(prefix: int, i: int) -> str:
 def seed(vms: int = 1000, snapshots: int = 10_000):
     """A user with `vms` VMs and `snapshots` snapshots (rows only: this measures the web side)."""
     from accounts.models import Plan, User
-    from operations.models import Operation, OperationKind, OperationState
+    from operations.models import Operation, OperationState
     from snapshots.models import Snapshot, SnapshotState
     from vms.models import VM, Image, Layer, VMState
 
@@ -48,7 +49,7 @@ def seed(vms: int = 1000, snapshots: int = 10_000):
             for i in range(snapshots)
         )  # fmt: skip
         Operation.objects.create(
-            kind=OperationKind.VM_START, owner=user, vm=rows[0], target_name="vm-0000",
+            kind=VMOperationKind.START, owner=user, vm=rows[0], target_name="vm-0000",
             state=OperationState.SUCCEEDED, progress=100,
         )  # fmt: skip
         analyze()

@@ -9,7 +9,7 @@ from operations.models import (
     ReconcileRun,
     WorkerHeartbeat,
 )
-from operations.services import operation_mark_failed, operation_retry
+from operations.services import SCHEDULES, operation_mark_failed, operation_retry
 
 
 @admin.register(Operation)
@@ -59,7 +59,8 @@ class OperationAdmin(admin.ModelAdmin):
     def run_reconciler(self, request, queryset):
         from django_q.tasks import async_task
 
-        async_task("operations.tasks.reconcile", task_name="reconcile from admin")
+        # The reconciler belongs to the app that registered its schedule.
+        async_task(SCHEDULES["reconcile"][0], task_name="reconcile from admin")
         self.message_user(
             request, "The reconciler is running; its report appears under Reconcile runs."
         )

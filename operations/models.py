@@ -6,20 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class OperationKind(models.TextChoices):
-    VM_CREATE = "vm.create", "Create VM"
-    VM_START = "vm.start", "Start VM"
-    VM_STOP = "vm.stop", "Stop VM"
-    VM_FORCE_STOP = "vm.force_stop", "Force stop VM"
-    VM_REBOOT = "vm.reboot", "Reboot VM"
-    VM_DELETE = "vm.delete", "Delete VM"
-    VM_FLATTEN = "vm.flatten", "Flatten disk"
-    VM_REPAIR = "vm.repair", "Repair VM"
-    SNAPSHOT_TAKE = "snapshot.take", "Take snapshot"
-    SNAPSHOT_RESTORE = "snapshot.restore", "Restore snapshot"
-    SNAPSHOT_NEW_VM = "snapshot.new_vm", "New VM from snapshot"
-    SNAPSHOT_DELETE = "snapshot.delete", "Delete snapshot"
+from operations import registry
 
 
 class OperationState(models.TextChoices):
@@ -46,7 +33,7 @@ class Operation(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=32, choices=OperationKind.choices)
+    kind = models.CharField(max_length=32, choices=registry.choices)
     state = models.CharField(
         max_length=16, choices=OperationState.choices, default=OperationState.QUEUED
     )

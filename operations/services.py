@@ -20,45 +20,29 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from core.errors import Busy, InvalidState, ServiceError
+from operations import registry
 from operations.models import (
     ACTIVE_STATES,
     Operation,
-    OperationKind,
     OperationState,
     WorkerHeartbeat,
 )
 
 logger = logging.getLogger(__name__)
 
-# What a worker runs for each kind of operation: a function taking the Operation.
-RUNNERS = {
-    OperationKind.VM_CREATE: "vms.runners.create",
-    OperationKind.VM_START: "vms.runners.start",
-    OperationKind.VM_STOP: "vms.runners.stop",
-    OperationKind.VM_FORCE_STOP: "vms.runners.force_stop",
-    OperationKind.VM_REBOOT: "vms.runners.reboot",
-    OperationKind.VM_DELETE: "vms.runners.delete",
-    OperationKind.VM_REPAIR: "vms.runners.repair",
-    OperationKind.VM_FLATTEN: "snapshots.runners.flatten",
-    OperationKind.SNAPSHOT_TAKE: "snapshots.runners.take",
-    OperationKind.SNAPSHOT_RESTORE: "snapshots.runners.restore",
-    OperationKind.SNAPSHOT_NEW_VM: "vms.runners.create",
-    OperationKind.SNAPSHOT_DELETE: "snapshots.runners.delete",
-}
-
-# What repairs the half-done work of an operation whose worker died: returns a sentence.
-RECOVERERS = {kind: "snapshots.runners.recover" for kind in RUNNERS}
-
-# Periodic tasks, by name: (function, minutes between runs).
+# Periodic tasks, by name: (function, minutes between runs). Apps add theirs with
+# `schedule_register` in their AppConfig.ready.
 SCHEDULES = {
     "worker heartbeat": ("operations.tasks.heartbeat", 1),
-    "flatten deep disk chains": ("vms.tasks.flatten_deep_chains", 10),
-    "reconcile": ("operations.tasks.reconcile", 5),
     "prune old records": ("operations.tasks.prune", 60),
 }
+
+
+def schedule_register(name: str, func: str, *, minutes: int) -> None:
+    SCHEDULES[name] = (func, minutes)
+
 
 # Set by `manage.py worker` for the processes of its task-queue cluster: the cluster's name, and
 # a file whose existence means "the cluster is stopping: claim nothing new".
@@ -197,7 +181,7 @@ def operation_run(operation_id) -> Operation | None:
     if operation is None:
         logger.info("Operation %s is not queued; nothing to do.", operation_id)
         return None
-    runner = import_string(RUNNERS[operation.kind])
+    runner = registry.registered(operation.kind).run
     try:
         with lease_kept(operation):
             result = runner(operation)
@@ -277,10 +261,10 @@ def operations_expire(*, now=None) -> list[Operation]:
         )
         if not updated:
             continue
-        recover = RECOVERERS.get(operation.kind)
-        if recover:
+        repair = registry.registered(operation.kind).repair
+        if repair:
             try:
-                error += " " + import_string(recover)(operation)
+                error += " " + repair(operation)
             except Exception:
                 logger.exception("Recovering after operation %s failed", operation.id)
                 error += " Repairing what it left half-done failed too; an admin must look."
@@ -345,8 +329,8 @@ def operation_mark_failed(operation: Operation, *, reason: str) -> bool:
     updated = Operation.objects.filter(pk=operation.pk, state__in=ACTIVE_STATES).update(
         state=OperationState.FAILED, finished_at=timezone.now(), message="Failed", error=reason
     )
-    if updated and operation.kind in RECOVERERS:
-        note = import_string(RECOVERERS[operation.kind])(operation)
+    if updated:
+        note = registry.registered(operation.kind).repair(operation)
         Operation.objects.filter(pk=operation.pk).update(error=f"{reason} {note}")
     return bool(updated)
 

@@ -13,13 +13,6 @@ def heartbeat() -> None:
     services.heartbeat_record()
 
 
-def reconcile() -> str:
-    """Scheduled: compare the database with libvirt and repair drift."""
-    from operations.reconciler import reconcile as run
-
-    return run().text()
-
-
 def prune() -> str:
     """Scheduled hourly: delete records past their retention."""
     pruned = services.records_prune()

@@ -12,6 +12,15 @@ from django.db import models
 GIB = 1024**3
 
 
+class SnapshotOperationKind(models.TextChoices):
+    """The operations on snapshots (registered with `operations.registry` by this app)."""
+
+    TAKE = "snapshot.take", "Take snapshot"
+    RESTORE = "snapshot.restore", "Restore snapshot"
+    NEW_VM = "snapshot.new_vm", "New VM from snapshot"
+    DELETE = "snapshot.delete", "Delete snapshot"
+
+
 class SnapshotState(models.TextChoices):
     CREATING = "creating", "Creating"
     READY = "ready", "Ready"

@@ -13,14 +13,13 @@ from django.db import transaction
 
 from core.errors import OperationFailed
 from operations.failpoints import failpoint
-from operations.models import Operation, OperationKind
+from operations.models import Operation
 from operations.services import operation_report
-from snapshots.models import Snapshot, SnapshotKind, SnapshotState
+from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.services import snapshot_forget
 from vms import hypervisor, storage
 from vms.models import VM, Layer
-from vms.runners import domain_define, vm_sync_state
-from vms.runners import recover as vm_recover
+from vms.runners import domain_define, vm_operation_repair, vm_sync_state
 
 
 def _vm(operation: Operation) -> VM:
@@ -33,7 +32,7 @@ def _running(vm: VM) -> bool:
     return hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "running"
 
 
-def take(operation: Operation) -> dict:
+def snapshot_take_run(operation: Operation) -> dict:
     vm = _vm(operation)
     snapshot = Snapshot.objects.filter(pk=operation.snapshot_id).first()
     if snapshot is None:
@@ -94,7 +93,7 @@ def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
     return storage.layer_freeze(old), quiesced
 
 
-def restore(operation: Operation) -> dict:
+def snapshot_restore_run(operation: Operation) -> dict:
     vm = _vm(operation)
     snapshot = (
         Snapshot.objects.select_related("layer__host").filter(pk=operation.snapshot_id).first()
@@ -163,66 +162,34 @@ def _drop_older_undo_snapshots(vm: VM, *, keep: Snapshot) -> None:
             storage.layer_release(layer_id)
 
 
-def delete(operation: Operation) -> dict:
+def snapshot_delete_run(operation: Operation) -> dict:
     """Free the deleted snapshot's layer, and those under it, where nothing needs them."""
     layer_id = operation.params.get("layer")
     freed = storage.layer_release(layer_id) if layer_id else []
     return {"freed_layers": len(freed)}
 
 
-def flatten(operation: Operation) -> dict:
-    """Make the VM's disk self-contained: copy its chain into one layer, then free what only
-    that chain needed. Keeps chains short; the snapshots keep their own layers."""
-    vm = _vm(operation)
-    old = vm.active_layer
-    if old.parent_id is None:
-        return {"flattened": False}
-    if _running(vm):
-        operation_report(operation, progress=10, message="Copying the chain into the disk")
-        hypervisor.domain_block_pull(
-            vm.host.libvirt_uri,
-            vm.domain_uuid,
-            on_progress=lambda done: operation_report(
-                operation, progress=10 + int(80 * done), message="Copying the chain into the disk"
-            ),
-        )
-        parent_id = old.parent_id
-        Layer.objects.filter(pk=old.pk).update(parent=None, depth=1)
-        hypervisor.pool_refresh(vm.host.libvirt_uri, vm.host.pool_name)
-    else:
-        operation_report(operation, progress=10, message="Copying the disk")
-        new = storage.layer_create(
-            host=vm.host, parent=old, virtual_size=old.virtual_size, full_copy=True
-        )
-        VM.objects.filter(pk=vm.pk).update(active_layer=new)
-        vm.active_layer = new
-        domain_define(vm)
-        parent_id = old.pk
-    storage.layer_release(parent_id)
-    return {"flattened": True}
-
-
-def recover(operation: Operation) -> str:
+def snapshot_operation_repair(operation: Operation) -> str:
     """Resolve a snapshot operation whose worker died half-way; say what was done."""
     vm = VM.objects.select_related("host", "image", "active_layer").filter(pk=operation.vm_id)
     vm = vm.first()
     if operation.started_at is None and operation.kind in (
-        OperationKind.SNAPSHOT_TAKE,
-        OperationKind.SNAPSHOT_RESTORE,
+        SnapshotOperationKind.TAKE,
+        SnapshotOperationKind.RESTORE,
     ):
         # Failed while queued (an admin's "mark failed"): no worker touched anything yet.
-        if operation.kind == OperationKind.SNAPSHOT_TAKE:
+        if operation.kind == SnapshotOperationKind.TAKE:
             Snapshot.objects.filter(pk=operation.snapshot_id, state=SnapshotState.CREATING).delete()
             return "It had not started; the snapshot was not taken."
         return "It had not started; the VM keeps its disk."
-    if operation.kind == OperationKind.SNAPSHOT_TAKE:
+    if operation.kind == SnapshotOperationKind.TAKE:
         return _recover_take(operation, vm)
-    if operation.kind == OperationKind.SNAPSHOT_RESTORE and vm is not None:
+    if operation.kind == SnapshotOperationKind.RESTORE and vm is not None:
         return _recover_restore(operation, vm)
-    if operation.kind == OperationKind.SNAPSHOT_DELETE:
-        delete(operation)
+    if operation.kind == SnapshotOperationKind.DELETE:
+        snapshot_delete_run(operation)
         return "The snapshot's disk space was freed where nothing needed it."
-    return vm_recover(operation)
+    return vm_operation_repair(operation)
 
 
 def _recover_take(operation: Operation, vm: VM | None) -> str:

@@ -13,9 +13,9 @@ from django.template.defaultfilters import filesizeformat
 
 from accounts.models import User
 from core.errors import InvalidState, LimitExceeded
-from operations.models import Operation, OperationKind
+from operations.models import Operation
 from operations.services import operation_start
-from snapshots.models import Snapshot, SnapshotState
+from snapshots.models import Snapshot, SnapshotOperationKind, SnapshotState
 from snapshots.selectors import usage_for
 from vms.models import VM, VMState
 from vms.services import GIB, clean_name, lock_owner, vm_limit_check, vm_validate_size
@@ -69,7 +69,7 @@ def snapshot_take(
     with transaction.atomic():
         lock_owner(vm.owner)
         operation = operation_start(
-            kind=OperationKind.SNAPSHOT_TAKE,
+            kind=SnapshotOperationKind.TAKE,
             owner=vm.owner,
             requester=user,
             vm=vm,
@@ -132,7 +132,7 @@ def snapshot_restore(
     with transaction.atomic():
         snapshot = _ready(snapshot)
         operation = operation_start(
-            kind=OperationKind.SNAPSHOT_RESTORE,
+            kind=SnapshotOperationKind.RESTORE,
             owner=vm.owner,
             requester=user,
             vm=vm,
@@ -188,7 +188,7 @@ def snapshot_new_vm(
                 source_snapshot=snapshot,
             )
             operation = operation_start(
-                kind=OperationKind.SNAPSHOT_NEW_VM,
+                kind=SnapshotOperationKind.NEW_VM,
                 owner=owner,
                 requester=user,
                 vm=vm,
@@ -239,7 +239,7 @@ def snapshot_delete(*, snapshot: Snapshot, user, idempotency_key: str | None = N
                 "try again when that finishes."
             )
         operation = operation_start(
-            kind=OperationKind.SNAPSHOT_DELETE,
+            kind=SnapshotOperationKind.DELETE,
             owner=locked.owner,
             requester=user,
             target_name=locked.name,

@@ -13,3 +13,26 @@ class VmsConfig(AppConfig):
         health.register(check_libvirt, order=20)
         bootstrap.register(host, order=10)
         bootstrap.register(image, order=30)
+        _register_operations()
+        from operations.services import schedule_register
+
+        schedule_register("flatten deep disk chains", "vms.tasks.flatten_deep_chains", minutes=10)
+        schedule_register("reconcile", "vms.tasks.reconcile", minutes=5)
+
+
+def _register_operations():
+    from operations import registry
+    from vms import runners
+    from vms.models import VMOperationKind as Kind
+
+    for kind, run in (
+        (Kind.CREATE, runners.vm_create_run),
+        (Kind.START, runners.vm_start_run),
+        (Kind.STOP, runners.vm_stop_run),
+        (Kind.FORCE_STOP, runners.vm_force_stop_run),
+        (Kind.REBOOT, runners.vm_reboot_run),
+        (Kind.DELETE, runners.vm_delete_run),
+        (Kind.FLATTEN, runners.vm_flatten_run),
+        (Kind.REPAIR, runners.vm_repair_run),
+    ):
+        registry.register(kind, kind.label, run=run, repair=runners.vm_operation_repair)

@@ -12,6 +12,19 @@ from django.db import models
 from django.db.models import Q
 
 
+class VMOperationKind(models.TextChoices):
+    """The operations on VMs (registered with `operations.registry` by this app)."""
+
+    CREATE = "vm.create", "Create VM"
+    START = "vm.start", "Start VM"
+    STOP = "vm.stop", "Stop VM"
+    FORCE_STOP = "vm.force_stop", "Force stop VM"
+    REBOOT = "vm.reboot", "Reboot VM"
+    DELETE = "vm.delete", "Delete VM"
+    FLATTEN = "vm.flatten", "Flatten disk"
+    REPAIR = "vm.repair", "Repair VM"
+
+
 class Host(models.Model):
     """A libvirt host that runs guests, with the storage pool that holds their disk layers."""
 

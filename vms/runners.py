@@ -15,10 +15,10 @@ from django.conf import settings
 
 from core.errors import InvalidState, OperationFailed
 from operations.failpoints import failpoint
-from operations.models import Operation, OperationKind
+from operations.models import Operation
 from operations.services import operation_report
 from vms import hypervisor, storage
-from vms.models import VM, VMState
+from vms.models import VM, Layer, VMState
 
 
 def console_log_path(vm: VM) -> Path:
@@ -70,7 +70,7 @@ def _domain_state(vm: VM) -> str | None:
     return hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid)
 
 
-def create(operation: Operation) -> dict:
+def vm_create_run(operation: Operation) -> dict:
     """Build the VM's disk as a new layer, define its domain, and boot it."""
     vm = _vm(operation)
     if vm.state != VMState.CREATING:
@@ -107,7 +107,7 @@ def creation_source(vm: VM, operation: Operation):
     return vm.image.layer, False
 
 
-def start(operation: Operation) -> dict:
+def vm_start_run(operation: Operation) -> dict:
     vm = _vm(operation)
     if _domain_state(vm) == "running":
         _set_state(vm, VMState.RUNNING)
@@ -121,7 +121,7 @@ def start(operation: Operation) -> dict:
     return {}
 
 
-def repair(operation: Operation) -> dict:
+def vm_repair_run(operation: Operation) -> dict:
     """Define the VM's domain again from the database: its recorded active layer and settings.
 
     The disk chain is checked first, layer by layer, so a VM whose disk is really gone is not
@@ -174,21 +174,21 @@ def power_off(vm: VM, operation: Operation, *, force: bool) -> bool:
     return True
 
 
-def stop(operation: Operation) -> dict:
+def vm_stop_run(operation: Operation) -> dict:
     vm = _vm(operation)
     forced = power_off(vm, operation, force=False)
     _set_state(vm, VMState.STOPPED)
     return {"forced": forced}
 
 
-def force_stop(operation: Operation) -> dict:
+def vm_force_stop_run(operation: Operation) -> dict:
     vm = _vm(operation)
     power_off(vm, operation, force=True)
     _set_state(vm, VMState.STOPPED)
     return {"forced": True}
 
 
-def reboot(operation: Operation) -> dict:
+def vm_reboot_run(operation: Operation) -> dict:
     """A clean power cycle: power off (forcing after the timeout), then boot again."""
     vm = _vm(operation)
     forced = power_off(vm, operation, force=False)
@@ -200,7 +200,7 @@ def reboot(operation: Operation) -> dict:
     return {"forced": forced}
 
 
-def delete(operation: Operation) -> dict:
+def vm_delete_run(operation: Operation) -> dict:
     vm = _vm(operation)
     operation_report(operation, progress=20, message="Stopping and removing the VM")
     discard(vm)
@@ -225,7 +225,39 @@ def discard(vm: VM) -> None:
     VM.objects.filter(pk=vm.pk).delete()
 
 
-def recover(operation: Operation) -> str:
+def vm_flatten_run(operation: Operation) -> dict:
+    """Make the VM's disk self-contained: copy its chain into one layer, then free what only
+    that chain needed. Keeps chains short; the snapshots keep their own layers."""
+    vm = _vm(operation)
+    old = vm.active_layer
+    if old.parent_id is None:
+        return {"flattened": False}
+    if _domain_state(vm) == "running":
+        operation_report(operation, progress=10, message="Copying the chain into the disk")
+        hypervisor.domain_block_pull(
+            vm.host.libvirt_uri,
+            vm.domain_uuid,
+            on_progress=lambda done: operation_report(
+                operation, progress=10 + int(80 * done), message="Copying the chain into the disk"
+            ),
+        )
+        parent_id = old.parent_id
+        Layer.objects.filter(pk=old.pk).update(parent=None, depth=1)
+        hypervisor.pool_refresh(vm.host.libvirt_uri, vm.host.pool_name)
+    else:
+        operation_report(operation, progress=10, message="Copying the disk")
+        new = storage.layer_create(
+            host=vm.host, parent=old, virtual_size=old.virtual_size, full_copy=True
+        )
+        VM.objects.filter(pk=vm.pk).update(active_layer=new)
+        vm.active_layer = new
+        domain_define(vm)
+        parent_id = old.pk
+    storage.layer_release(parent_id)
+    return {"flattened": True}
+
+
+def vm_operation_repair(operation: Operation) -> str:
     """Bring a VM whose operation died half-way to a consistent state; say what was done."""
     if operation.vm_id is None:
         return "Nothing was left to repair."
@@ -233,8 +265,8 @@ def recover(operation: Operation) -> str:
     vm = vm.first()
     if vm is None:
         return "Nothing was left to repair."
-    creating = (OperationKind.VM_CREATE, OperationKind.SNAPSHOT_NEW_VM)
-    if operation.kind in creating and vm.state == VMState.CREATING:
+    # Only an operation creating the VM runs while it is being created.
+    if vm.state == VMState.CREATING:
         discard(vm)
         return "The half-created VM was removed."
     if vm.state == VMState.DELETING:

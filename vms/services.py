@@ -17,10 +17,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from core.errors import InvalidState, LimitExceeded, RateLimited
-from operations.models import Operation, OperationKind
+from operations.models import Operation
 from operations.services import operation_start
 from vms import hypervisor
-from vms.models import VM, Host, Image, VMState
+from vms.models import VM, Host, Image, VMOperationKind, VMState
 from vms.selectors import host_from_settings
 
 GIB = 1024**3
@@ -147,7 +147,7 @@ def vm_create(
                 disk_bytes=disk_gib * GIB,
             )
             return operation_start(
-                kind=OperationKind.VM_CREATE,
+                kind=VMOperationKind.CREATE,
                 owner=owner,
                 requester=requester or owner,
                 vm=vm,
@@ -164,13 +164,13 @@ def vm_create(
 # The states each action needs, and what to tell the user otherwise. The VM page offers an
 # action only in these states (see `vm_can`), so what it shows and what is accepted agree.
 _NEEDS = {
-    OperationKind.VM_START: ({VMState.STOPPED}, "start"),
-    OperationKind.VM_STOP: ({VMState.RUNNING}, "stop"),
-    OperationKind.VM_FORCE_STOP: ({VMState.RUNNING}, "force off"),
-    OperationKind.VM_REBOOT: ({VMState.RUNNING}, "reboot"),
-    OperationKind.VM_DELETE: ({VMState.STOPPED, VMState.RUNNING, VMState.ERROR}, "delete"),
-    OperationKind.VM_FLATTEN: ({VMState.STOPPED, VMState.RUNNING}, "flatten its disk"),
-    OperationKind.VM_REPAIR: ({VMState.ERROR}, "repair"),
+    VMOperationKind.START: ({VMState.STOPPED}, "start"),
+    VMOperationKind.STOP: ({VMState.RUNNING}, "stop"),
+    VMOperationKind.FORCE_STOP: ({VMState.RUNNING}, "force off"),
+    VMOperationKind.REBOOT: ({VMState.RUNNING}, "reboot"),
+    VMOperationKind.DELETE: ({VMState.STOPPED, VMState.RUNNING, VMState.ERROR}, "delete"),
+    VMOperationKind.FLATTEN: ({VMState.STOPPED, VMState.RUNNING}, "flatten its disk"),
+    VMOperationKind.REPAIR: ({VMState.ERROR}, "repair"),
 }
 
 
@@ -220,38 +220,38 @@ def vm_act(
             raise InvalidState(
                 state_problem(current, verb) or f"VM {vm.name!r} cannot {verb} right now."
             )
-        if kind == OperationKind.VM_DELETE:
+        if kind == VMOperationKind.DELETE:
             VM.objects.filter(pk=vm.pk).update(state=VMState.DELETING)
     return operation
 
 
 def vm_start(*, vm: VM, user, **kwargs) -> Operation:
-    return vm_act(vm=vm, kind=OperationKind.VM_START, user=user, **kwargs)
+    return vm_act(vm=vm, kind=VMOperationKind.START, user=user, **kwargs)
 
 
 def vm_stop(*, vm: VM, user, force: bool = False, **kwargs) -> Operation:
-    kind = OperationKind.VM_FORCE_STOP if force else OperationKind.VM_STOP
+    kind = VMOperationKind.FORCE_STOP if force else VMOperationKind.STOP
     return vm_act(vm=vm, kind=kind, user=user, **kwargs)
 
 
 def vm_reboot(*, vm: VM, user, **kwargs) -> Operation:
-    return vm_act(vm=vm, kind=OperationKind.VM_REBOOT, user=user, **kwargs)
+    return vm_act(vm=vm, kind=VMOperationKind.REBOOT, user=user, **kwargs)
 
 
 def vm_delete(*, vm: VM, user, **kwargs) -> Operation:
     """Delete a VM and the disk layers only it needs; its snapshots are kept."""
-    return vm_act(vm=vm, kind=OperationKind.VM_DELETE, user=user, **kwargs)
+    return vm_act(vm=vm, kind=VMOperationKind.DELETE, user=user, **kwargs)
 
 
 def vm_repair(*, vm: VM, user, **kwargs) -> Operation:
     """Define a VM in error again from its recorded disk (the database is the source of truth
     for the chain); it ends stopped, or running if its guest still ran."""
-    return vm_act(vm=vm, kind=OperationKind.VM_REPAIR, user=user, **kwargs)
+    return vm_act(vm=vm, kind=VMOperationKind.REPAIR, user=user, **kwargs)
 
 
 def vm_flatten(*, vm: VM, user=None, **kwargs) -> Operation:
     """Copy the VM's disk chain into one layer (in the background), to keep chains short."""
-    return vm_act(vm=vm, kind=OperationKind.VM_FLATTEN, user=user, **kwargs)
+    return vm_act(vm=vm, kind=VMOperationKind.FLATTEN, user=user, **kwargs)
 
 
 def vms_flatten_deep_chains() -> list[Operation]:

@@ -17,3 +17,10 @@ def flatten_deep_chains() -> None:
     from vms.services import vms_flatten_deep_chains
 
     vms_flatten_deep_chains()
+
+
+def reconcile() -> str:
+    """Scheduled: compare the database with libvirt and repair drift."""
+    from vms.reconciler import reconcile as run
+
+    return run().text()

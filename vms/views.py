@@ -11,13 +11,13 @@ from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
 from core.errors import ServiceError
 from core.pages import attempt
 from core.views import not_found
-from operations.models import Operation, OperationKind
+from operations.models import Operation
 from snapshots.models import SnapshotState
 from snapshots.selectors import usage_for
 from snapshots.services import snapshot_new_vm
 from vms import services
 from vms.forms import ConsoleLineForm, VMCreateForm
-from vms.models import Image, VMState
+from vms.models import Image, VMOperationKind, VMState
 
 PAGE_SIZE = 50
 
@@ -107,10 +107,10 @@ def _vm_context(request, vm):
     return {
         "vm": vm,
         "can": {
-            "start": services.vm_can(vm, OperationKind.VM_START),
-            "stop": services.vm_can(vm, OperationKind.VM_STOP),
-            "repair": services.vm_can(vm, OperationKind.VM_REPAIR),
-            "delete": services.vm_can(vm, OperationKind.VM_DELETE),
+            "start": services.vm_can(vm, VMOperationKind.START),
+            "stop": services.vm_can(vm, VMOperationKind.STOP),
+            "repair": services.vm_can(vm, VMOperationKind.REPAIR),
+            "delete": services.vm_can(vm, VMOperationKind.DELETE),
             # What snapshots.services asks of a VM to take or restore a snapshot.
             "snapshot": vm.state in (VMState.RUNNING, VMState.STOPPED),
         },

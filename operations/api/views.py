@@ -4,11 +4,12 @@ from rest_framework import viewsets
 from accounts.access import operations_of
 from core.api.common import ChoiceQuery, Ordering, UUIDQuery
 from core.api.schema import ERRORS_LIST, ERRORS_READ, IdSchema
+from operations import registry
 from operations.api.serializers import OperationSerializer
-from operations.models import Operation, OperationKind, OperationState
+from operations.models import Operation, OperationState
 
 STATE = ChoiceQuery("state", OperationState.values, "Only operations in this state.")
-KIND = ChoiceQuery("kind", OperationKind.values, "Only operations of this kind.")
+KIND = ChoiceQuery("kind", registry.kinds(), "Only operations of this kind.")
 VM = UUIDQuery("vm", "Only operations on this VM (its id).")
 
 

@@ -3,11 +3,11 @@
 import pytest
 
 from accounts.models import Plan
-from operations.models import Operation, OperationKind, OperationState
+from operations.models import Operation, OperationState
 from snapshots.models import Snapshot, SnapshotState
 from snapshots.services import plan_change
 from tests.factories import image_row, layer_row, vm_row
-from vms.models import VM, VMState
+from vms.models import VM, VMOperationKind, VMState
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 
@@ -32,7 +32,7 @@ def objects(alice, image):
         state=SnapshotState.READY,
     )
     operation = Operation.objects.create(
-        kind=OperationKind.VM_CREATE,
+        kind=VMOperationKind.CREATE,
         owner=alice,
         vm=vm,
         target_name="web",

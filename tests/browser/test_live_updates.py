@@ -8,8 +8,8 @@ import time
 
 from playwright.sync_api import expect
 
-from operations.models import Operation, OperationKind, OperationState
-from snapshots.models import Snapshot, SnapshotState
+from operations.models import Operation, OperationState
+from snapshots.models import Snapshot, SnapshotOperationKind, SnapshotState
 from tests.browser.conftest import log_in
 from tests.factories import image_row, layer_row, vm_row
 from vms.models import VMState
@@ -31,7 +31,7 @@ def ready_snapshot(vm, name):
 
 def running_take(vm):
     return Operation.objects.create(
-        kind=OperationKind.SNAPSHOT_TAKE,
+        kind=SnapshotOperationKind.TAKE,
         owner=vm.owner,
         vm=vm,
         target_name=f"{vm.name}: next",

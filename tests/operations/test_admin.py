@@ -5,10 +5,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Plan, User
-from operations.models import Operation, OperationKind, OperationState
+from operations.models import Operation, OperationState
 from snapshots.models import Snapshot, SnapshotState
 from tests.factories import image_row, layer_row, vm_row
-from vms.models import VMState
+from vms.models import VMOperationKind, VMState
 
 CHANGELISTS = [
     "/admin/accounts/user/",
@@ -41,7 +41,7 @@ def fill(owner, count):
             state=SnapshotState.READY,
         )
         Operation.objects.create(
-            kind=OperationKind.VM_START,
+            kind=VMOperationKind.START,
             owner=owner,
             vm=vm,
             target_name=vm.name,
@@ -89,7 +89,7 @@ def act(client, url, action, queryset_ids, **extra):
 def test_retry_queues_a_failed_operation_again(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
     failed = Operation.objects.create(
-        kind=OperationKind.VM_STOP,
+        kind=VMOperationKind.STOP,
         owner=alice,
         vm=vm,
         target_name=vm.name,
@@ -104,9 +104,9 @@ def test_retry_queues_a_failed_operation_again(client, charlie, alice):
 
 def test_retry_is_refused_while_the_vm_is_busy(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
-    Operation.objects.create(kind=OperationKind.VM_STOP, owner=alice, vm=vm, target_name="x")
+    Operation.objects.create(kind=VMOperationKind.STOP, owner=alice, vm=vm, target_name="x")
     failed = Operation.objects.create(
-        kind=OperationKind.VM_STOP,
+        kind=VMOperationKind.STOP,
         owner=alice,
         vm=vm,
         target_name=vm.name,
@@ -122,7 +122,7 @@ def test_retry_is_refused_while_the_vm_is_busy(client, charlie, alice):
 def test_mark_failed_ends_an_operation_with_the_admins_name(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
     stuck = Operation.objects.create(
-        kind=OperationKind.VM_REBOOT, owner=alice, vm=vm, target_name="x"
+        kind=VMOperationKind.REBOOT, owner=alice, vm=vm, target_name="x"
     )
     client.force_login(charlie)
     act(client, "/admin/operations/operation/", "mark_failed", [stuck.pk])
@@ -170,7 +170,7 @@ def test_flatten_starts_an_operation(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
     client.force_login(charlie)
     act(client, "/admin/vms/vm/", "flatten", [vm.pk])
-    assert Operation.objects.get(vm=vm).kind == OperationKind.VM_FLATTEN
+    assert Operation.objects.get(vm=vm).kind == VMOperationKind.FLATTEN
 
 
 def test_change_plan_asks_which_then_moves_the_users(client, charlie, alice, bob):
@@ -193,7 +193,7 @@ def test_change_plan_asks_which_then_moves_the_users(client, charlie, alice, bob
 
 
 def test_operations_cannot_be_hand_edited(client, charlie, alice):
-    operation = Operation.objects.create(kind=OperationKind.VM_START, owner=alice, target_name="x")
+    operation = Operation.objects.create(kind=VMOperationKind.START, owner=alice, target_name="x")
     client.force_login(charlie)
     page = client.get(f"/admin/operations/operation/{operation.pk}/change/").content.decode()
     assert 'name="state"' not in page

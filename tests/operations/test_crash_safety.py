@@ -12,13 +12,13 @@ from datetime import timedelta
 import pytest
 
 from operations.models import Operation, OperationState
-from operations.reconciler import reconcile
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_new_vm, snapshot_restore, snapshot_take
 from tests import guest
 from tests.conftest import Worker, tasks_inline, wait_for
 from vms import hypervisor
 from vms.models import VM, Image, Layer, VMState
+from vms.reconciler import reconcile
 from vms.services import vm_create, vm_stop
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.worker]

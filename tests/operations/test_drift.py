@@ -5,14 +5,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from operations.models import Operation, OperationKind, OperationState, ReconcileRun
-from operations.reconciler import reconcile
+from operations.models import Operation, OperationState, ReconcileRun
 from operations.services import operation_claim
 from snapshots.models import Snapshot
 from tests import guest
 from tests.conftest import wait_for
 from vms import hypervisor
-from vms.models import VM, Layer, VMState
+from vms.models import VM, Layer, VMOperationKind, VMState
+from vms.reconciler import reconcile
 from vms.services import console_send
 
 pytestmark = pytest.mark.libvirt
@@ -94,7 +94,7 @@ def test_an_operation_stuck_past_its_deadline_is_failed(make_vm, alice):
     vm = make_vm(alice)
     # Recorded, not enqueued: no task runs it.
     stuck = Operation.objects.create(
-        kind=OperationKind.VM_REBOOT, owner=alice, vm=vm, target_name=vm.name
+        kind=VMOperationKind.REBOOT, owner=alice, vm=vm, target_name=vm.name
     )
     claimed = operation_claim(stuck.pk)
     assert claimed is not None

@@ -1,13 +1,14 @@
 """How a worker runs an operation: claimed once, ended with a clear outcome, expired if lost."""
 
+import dataclasses
 import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from operations import services
-from operations.models import Operation, OperationKind, OperationState
+from operations import registry, services
+from operations.models import Operation, OperationState
 from operations.services import (
     operation_claim,
     operation_run,
@@ -16,7 +17,7 @@ from operations.services import (
     operations_resend,
 )
 from tests.factories import vm_row
-from vms.models import VMState
+from vms.models import VMOperationKind, VMState
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def vm(alice):
     return vm_row(owner=alice, state=VMState.RUNNING)
 
 
-def queued(vm, kind=OperationKind.VM_STOP):
+def queued(vm, kind=VMOperationKind.STOP):
     return operation_start(kind=kind, owner=vm.owner, vm=vm, target_name=vm.name)
 
 
@@ -121,8 +122,8 @@ def test_a_long_operation_keeps_its_lease_while_its_worker_lives(
             swept_meanwhile.extend(operations_expire())
         return {}
 
-    monkeypatch.setitem(services.RUNNERS, OperationKind.VM_STOP, "tests.operations.slow")
-    monkeypatch.setattr("tests.operations.slow", slow_runner, raising=False)
+    stop = registry.registered(VMOperationKind.STOP)
+    monkeypatch.setitem(registry._TYPES, stop.kind, dataclasses.replace(stop, run=slow_runner))
     operation = queued(vm)
     operation_run(operation.id)
     operation.refresh_from_db()

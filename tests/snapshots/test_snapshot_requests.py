@@ -8,8 +8,8 @@ from django.db import connection
 
 from accounts.models import Plan
 from core.errors import Busy, InvalidState, LimitExceeded
-from operations.models import Operation, OperationKind, OperationState
-from snapshots.models import Snapshot, SnapshotKind, SnapshotState
+from operations.models import Operation, OperationState
+from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.selectors import usage_for
 from snapshots.services import (
     plan_change,
@@ -55,7 +55,7 @@ def test_the_seeded_plans_are_kodings(plans):
 
 def test_take_records_a_creating_snapshot_and_a_queued_operation(vm):
     operation = snapshot_take(vm=vm, user=vm.owner, name="Before upgrade", description="ok")
-    assert operation.kind == OperationKind.SNAPSHOT_TAKE
+    assert operation.kind == SnapshotOperationKind.TAKE
     assert operation.state == OperationState.QUEUED
     snapshot = operation.snapshot
     assert (snapshot.name, snapshot.state, snapshot.source_vm) == (

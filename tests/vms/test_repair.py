@@ -6,13 +6,13 @@ from rest_framework.test import APIClient
 
 from accounts.services import token_create
 from core.errors import InvalidState
-from operations.models import Operation, OperationKind, OperationState
-from operations.reconciler import reconcile
+from operations.models import Operation, OperationState
 from tests import guest
 from tests.conftest import succeeded
 from tests.factories import image_row, vm_row
 from vms import hypervisor
-from vms.models import VM, VMState
+from vms.models import VM, VMOperationKind, VMState
+from vms.reconciler import reconcile
 from vms.services import vm_delete, vm_repair, vm_start, vm_stop
 
 
@@ -41,7 +41,7 @@ def test_a_vm_in_error_cannot_be_forced_off(broken, alice):
 
 def test_repair_of_a_vm_in_error_records_a_queued_operation(broken, alice):
     operation = vm_repair(vm=broken, user=alice)
-    assert operation.kind == OperationKind.VM_REPAIR
+    assert operation.kind == VMOperationKind.REPAIR
     assert operation.state == OperationState.QUEUED
     assert operation.vm == broken
 
@@ -69,7 +69,7 @@ def test_the_repair_button_records_a_repair(client, broken, alice):
     client.force_login(alice)
     response = client.post(f"/vms/{broken.pk}/repair/", follow=True)
     assert "Repairing broken…" in response.content.decode()
-    assert Operation.objects.get().kind == OperationKind.VM_REPAIR
+    assert Operation.objects.get().kind == VMOperationKind.REPAIR
 
 
 def test_the_api_repair_answers_202_with_the_operation(broken, alice):

@@ -7,9 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from core.errors import Busy, InvalidState
-from operations.models import Operation, OperationKind, OperationState
+from operations.models import Operation, OperationState
 from tests.factories import image_row, vm_row
-from vms.models import VM, VMState
+from vms.models import VM, VMOperationKind, VMState
 from vms.services import (
     console_send,
     vm_create,
@@ -30,7 +30,7 @@ def test_create_records_a_creating_vm_and_a_queued_operation(alice, image):
     vm = VM.objects.get(owner=alice, name="web")
     assert vm.state == VMState.CREATING
     assert (vm.memory_mib, vm.disk_bytes) == (512, 2 * 1024**3)
-    assert operation.kind == OperationKind.VM_CREATE
+    assert operation.kind == VMOperationKind.CREATE
     assert operation.state == OperationState.QUEUED
     assert operation.vm == vm
 

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
-from operations.reconciler import reconcile
+from vms.reconciler import reconcile
 
 
 class Command(BaseCommand):

@@ -1,0 +1,35 @@
+"""The kinds of operation, each registered by the app that owns it (in its AppConfig.ready): its
+label, what a worker runs for it, and what repairs one whose worker died. This app names none."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OperationType:
+    kind: str
+    label: str
+    run: Callable  # (operation) -> dict | None: the work, in a worker
+    repair: Callable  # (operation) -> str: what was done about a half-done one, in a sentence
+
+
+_TYPES: dict[str, OperationType] = {}
+
+
+def register(kind: str, label: str, *, run: Callable, repair: Callable) -> None:
+    _TYPES[str(kind)] = OperationType(str(kind), str(label), run, repair)
+
+
+def registered(kind: str) -> OperationType:
+    return _TYPES[kind]
+
+
+def choices() -> list[tuple[str, str]]:
+    """The kinds as model choices (the field's choices are this callable)."""
+    return sorted((t.kind, t.label) for t in _TYPES.values())
+
+
+def kinds() -> list[str]:
+    return sorted(_TYPES)
