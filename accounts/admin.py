@@ -4,7 +4,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.shortcuts import render
 
 from accounts.models import ApiToken, Plan, User
-from snapshots.services import plan_change
+from accounts.services import plan_change
 
 
 @admin.register(Plan)

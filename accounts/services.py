@@ -74,3 +74,9 @@ def token_create(*, user: User, name: str):
 
 def token_revoke(*, token) -> None:
     token.delete()
+
+
+def plan_change(*, user, plan) -> None:
+    """Move an account to another plan (what it keeps beyond the new limits stays)."""
+    User.objects.filter(pk=user.pk).update(plan=plan)
+    user.plan = plan

@@ -112,7 +112,7 @@ class Lab:
 def fill_disk(vm, data_gib: int) -> None:
     """Put `data_gib` GiB of written data in the VM's disk, written from the host while the
     guest is off: the same bytes a guest would leave in its layer, at disk speed."""
-    from vms import storage
+    from vms import layers
     from vms.services import vm_start, vm_stop
 
     _ok(vm_stop(vm=vm, user=vm.owner, force=True))
@@ -120,7 +120,7 @@ def fill_disk(vm, data_gib: int) -> None:
     writes = []
     for gib in range(data_gib):  # qemu-io writes at most 2 GiB per command
         writes += ["-c", f"write -P 0xab {gib}G 1G"]
-    path = storage.layer_path(vm.active_layer)
+    path = layers.layer_path(vm.active_layer)
     subprocess.run(["qemu-io", "-f", "qcow2", *writes, path], check=True, capture_output=True)
     _ok(vm_start(vm=vm, user=vm.owner))
 
@@ -155,7 +155,7 @@ def full_copy(path: str, workdir: Path) -> tuple[float, int]:
 def snapshot_operations(lab: Lab, sizes=(1, 4, 8), repeats: int = 5) -> dict:
     from snapshots.models import Snapshot
     from snapshots.services import snapshot_delete, snapshot_new_vm, snapshot_restore, snapshot_take
-    from vms import storage
+    from vms import layers
     from vms.models import VM
 
     results = {}
@@ -191,7 +191,7 @@ def snapshot_operations(lab: Lab, sizes=(1, 4, 8), repeats: int = 5) -> dict:
                     _ok(snapshot_delete(snapshot=extra, user=lab.user))
                 vm.refresh_from_db()
             vm.refresh_from_db()
-            chain_top = storage.layer_path(vm.active_layer)
+            chain_top = layers.layer_path(vm.active_layer)
             for _ in range(repeats):
                 times["copy"].append(full_copy(chain_top, workdir)[0])
             # Last, as it leaves files libvirt does not track (the VM goes right after).
@@ -243,7 +243,7 @@ def storage_cost(lab: Lab, rounds: int = 10, mib: int = 100) -> dict:
     against a full copy of the disk at each of those moments."""
     from snapshots.models import Snapshot
     from snapshots.services import snapshot_take
-    from vms import storage
+    from vms import layers
 
     print("  storage of 10 snapshots...", flush=True)
     vm = lab.vm("storage", disk_gib=4)
@@ -253,16 +253,16 @@ def storage_cost(lab: Lab, rounds: int = 10, mib: int = 100) -> dict:
             # Random bytes: zeros would be skipped by qemu-img convert and flatter the baseline.
             lab.run(vm, f"dd if=/dev/urandom of=/root/data{i} bs=1M count={mib} 2>/dev/null; sync")
             vm.refresh_from_db()
-            copies += full_copy(storage.layer_path(vm.active_layer), Path(tmp))[1]
+            copies += full_copy(layers.layer_path(vm.active_layer), Path(tmp))[1]
             _ok(snapshot_take(vm=vm, user=lab.user, name=f"round {i}"))
             vm.refresh_from_db()
-    layers = sum(s.size_bytes for s in Snapshot.objects.filter(source_vm=vm))
+    snapshot_bytes = sum(s.size_bytes for s in Snapshot.objects.filter(source_vm=vm))
     base = lab.image.layer.allocation
     lab.delete(vm)
     return {
         "rounds": rounds,
         "written_mib": rounds * mib,
-        "snapshot_layers_bytes": layers,
+        "snapshot_layers_bytes": snapshot_bytes,
         "image_bytes": base,
         "full_copies_bytes": copies,
     }

@@ -40,3 +40,10 @@ class RateLimited(ServiceError):
 
 class OperationFailed(ServiceError):
     """Raised inside a running operation to end it as failed with this message."""
+
+
+class BackendRefused(Exception):
+    """A system the service drives (libvirt) refused or failed; the message says what it said.
+    An operation that meets one fails with "<who> refused: <message>"."""
+
+    who = "A backend"

@@ -12,6 +12,12 @@ class OperationsConfig(AppConfig):
         from operations.health import check_worker
 
         health.register(check_worker, order=10)
+        from core.api.errors import register_busy_operation_body
+        from operations.api.serializers import OperationSerializer
+
+        register_busy_operation_body(
+            lambda operation, context: OperationSerializer(operation, context=context).data
+        )
         bootstrap.register(first_heartbeat, order=40)
         post_migrate.connect(_ensure_schedules, sender=self)
 

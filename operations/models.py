@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core.access import OwnedQuerySet
 from operations import registry
 
 
@@ -19,7 +20,7 @@ class OperationState(models.TextChoices):
 ACTIVE_STATES = (OperationState.QUEUED, OperationState.RUNNING)
 
 
-class OperationQuerySet(models.QuerySet):
+class OperationQuerySet(OwnedQuerySet):
     def active(self):
         return self.filter(state__in=ACTIVE_STATES)
 

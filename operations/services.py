@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import Busy, InvalidState, ServiceError
+from core.errors import BackendRefused, Busy, InvalidState, ServiceError
 from operations import registry
 from operations.models import (
     ACTIVE_STATES,
@@ -187,14 +187,11 @@ def operation_run(operation_id) -> Operation | None:
             result = runner(operation)
     except ServiceError as exc:
         operation_finish(operation, error=exc.message)
-    except Exception as exc:
-        from vms.hypervisor import HypervisorError
-
-        if isinstance(exc, HypervisorError):
-            operation_finish(operation, error=f"The hypervisor refused: {exc}")
-        else:
-            logger.exception("Operation %s (%s) failed", operation.id, operation.kind)
-            operation_finish(operation, error=UNEXPECTED_ERROR)
+    except BackendRefused as exc:
+        operation_finish(operation, error=f"{exc.who} refused: {exc}")
+    except Exception:
+        logger.exception("Operation %s (%s) failed", operation.id, operation.kind)
+        operation_finish(operation, error=UNEXPECTED_ERROR)
     else:
         operation_finish(operation, result=result or {})
     return operation

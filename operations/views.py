@@ -3,13 +3,13 @@ from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from accounts.access import operations_of
+from operations.models import Operation
 
 
 @login_required
 @require_GET
 def activity(request):
-    operations = operations_of(request.user).select_related("vm", "requester")
+    operations = Operation.objects.owned_by(request.user).select_related("vm", "requester")
     page = Paginator(operations, 25).get_page(request.GET.get("page"))
     busy = any(operation.is_active for operation in page)
     context = {"page": page, "busy": busy}

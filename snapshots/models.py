@@ -9,6 +9,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from core.access import OwnedQuerySet
+
 GIB = 1024**3
 
 
@@ -33,9 +35,12 @@ class SnapshotKind(models.TextChoices):
     BEFORE_RESTORE = "before_restore", "Before restore"
 
 
-class SnapshotQuerySet(models.QuerySet):
+class SnapshotQuerySet(OwnedQuerySet):
     def visible(self):
         return self.exclude(state__in=[SnapshotState.DELETING, SnapshotState.FAILED])
+
+    def owned_by(self, user):
+        return self.visible().filter(owner=user)
 
     def counted(self):
         """The snapshots a plan's limits count: the owner's own, not the automatic ones."""

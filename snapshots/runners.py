@@ -17,7 +17,7 @@ from operations.models import Operation
 from operations.services import operation_report
 from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.services import snapshot_forget
-from vms import hypervisor, storage
+from vms import hypervisor, layers
 from vms.models import VM, Layer
 from vms.runners import domain_define, vm_operation_repair, vm_sync_state
 
@@ -64,7 +64,7 @@ def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
     """
     old = vm.active_layer
     operation_report(operation, progress=20, message="Preparing a new disk layer")
-    new = storage.layer_create(host=vm.host, parent=old, virtual_size=old.virtual_size)
+    new = layers.layer_create(host=vm.host, parent=old, virtual_size=old.virtual_size)
     quiesced = False
     running = _running(vm)
     try:
@@ -77,11 +77,11 @@ def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
                 message="Freezing the disk" + (" (file systems quiesced)" if quiesced else ""),
             )
             hypervisor.domain_snapshot_disk(
-                uri, vm.domain_uuid, storage.layer_path(new), quiesce=quiesced
+                uri, vm.domain_uuid, layers.layer_path(new), quiesce=quiesced
             )
             failpoint("snapshot.take.switched")
     except BaseException:
-        storage.layer_release(new.pk)
+        layers.layer_release(new.pk)
         raise
     VM.objects.filter(pk=vm.pk).update(active_layer=new)
     vm.active_layer = new
@@ -90,7 +90,7 @@ def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
         # A stopped VM boots from the new layer next time. (For a running one, libvirt has
         # already written the new layer into the persistent definition too.)
         domain_define(vm)
-    return storage.layer_freeze(old), quiesced
+    return layers.layer_freeze(old), quiesced
 
 
 def snapshot_restore_run(operation: Operation) -> dict:
@@ -126,7 +126,7 @@ def snapshot_restore_run(operation: Operation) -> dict:
         )
     failpoint("snapshot.restore.stopped")
     operation_report(operation, progress=50, message=f"Putting back {snapshot.name}")
-    new = storage.layer_create(
+    new = layers.layer_create(
         host=vm.host, parent=snapshot.layer, virtual_size=max(vm.disk_bytes, snapshot.disk_bytes)
     )
     with transaction.atomic():
@@ -138,7 +138,7 @@ def snapshot_restore_run(operation: Operation) -> dict:
     vm.active_layer = new
     domain_define(vm)
     failpoint("snapshot.restore.switched")
-    frozen = storage.layer_freeze(old)
+    frozen = layers.layer_freeze(old)
     Snapshot.objects.filter(pk=undo.pk).update(size_bytes=frozen.allocation)
     _drop_older_undo_snapshots(vm, keep=undo)
     if was_running:
@@ -159,13 +159,13 @@ def _drop_older_undo_snapshots(vm: VM, *, keep: Snapshot) -> None:
         layer_id = snapshot.layer_id
         snapshot_forget(snapshot)
         if layer_id:
-            storage.layer_release(layer_id)
+            layers.layer_release(layer_id)
 
 
 def snapshot_delete_run(operation: Operation) -> dict:
     """Free the deleted snapshot's layer, and those under it, where nothing needs them."""
     layer_id = operation.params.get("layer")
-    freed = storage.layer_release(layer_id) if layer_id else []
+    freed = layers.layer_release(layer_id) if layer_id else []
     return {"freed_layers": len(freed)}
 
 
@@ -214,7 +214,7 @@ def _recover_take(operation: Operation, vm: VM | None) -> str:
         VM.objects.filter(pk=vm.pk).update(active_layer=switched, current_snapshot=snapshot)
         vm.active_layer = switched
         domain_define(vm)
-        frozen = storage.layer_freeze(old)
+        frozen = layers.layer_freeze(old)
         Snapshot.objects.filter(pk=snapshot.pk).update(
             layer=frozen, size_bytes=frozen.allocation, state=SnapshotState.READY
         )
@@ -222,7 +222,7 @@ def _recover_take(operation: Operation, vm: VM | None) -> str:
         return "The snapshot had been taken; it was recorded."
     snapshot.delete()
     if switched is not None:
-        storage.layer_release(switched.pk)
+        layers.layer_release(switched.pk)
     return "The snapshot was not taken; nothing of it was kept. " + vm_sync_state(vm)
 
 

@@ -11,7 +11,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 
-from accounts.models import User
 from core.errors import InvalidState, LimitExceeded
 from operations.models import Operation
 from operations.services import operation_start
@@ -252,13 +251,7 @@ def snapshot_delete(*, snapshot: Snapshot, user, idempotency_key: str | None = N
 
 def snapshot_forget(snapshot: Snapshot) -> None:
     """Delete a snapshot's row; its children now hang off its parent. The layer stays for
-    `vms.storage.layer_release` to free once nothing needs it."""
+    `vms.layers.layer_release` to free once nothing needs it."""
     Snapshot.objects.filter(parent=snapshot).update(parent=snapshot.parent_id)
     VM.objects.filter(current_snapshot=snapshot).update(current_snapshot=snapshot.parent_id)
     snapshot.delete()
-
-
-def plan_change(*, user, plan) -> None:
-    """Move an account to another plan (what it keeps beyond the new limits stays)."""
-    User.objects.filter(pk=user.pk).update(plan=plan)
-    user.plan = plan

@@ -4,11 +4,13 @@ from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.access import snapshot_for, snapshots_of, vm_for
+from core.access import get_owned_or_404
 from core.pages import attempt, back
 from snapshots import services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
+from snapshots.models import Snapshot
 from snapshots.selectors import usage_for
+from vms.models import VM
 
 PAGE_SIZE = 50
 
@@ -22,7 +24,9 @@ def _form_error(request, form) -> None:
 @login_required
 @require_GET
 def snapshot_list(request):
-    snapshots = snapshots_of(request.user).select_related("source_vm", "parent", "image")
+    snapshots = Snapshot.objects.owned_by(request.user).select_related(
+        "source_vm", "parent", "image"
+    )
     page = Paginator(snapshots, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "snapshots": page.object_list, "usage": usage_for(request.user)}
     return render(request, "snapshots/snapshot_list.html", context)
@@ -31,7 +35,7 @@ def snapshot_list(request):
 @login_required
 @require_POST
 def snapshot_take(request, vm_pk):
-    vm = vm_for(request.user, vm_pk)
+    vm = get_owned_or_404(VM.objects.owned_by(request.user), vm_pk)
     form = SnapshotTakeForm(request.POST)
     if not form.is_valid():
         _form_error(request, form)
@@ -52,7 +56,7 @@ def snapshot_take(request, vm_pk):
 @login_required
 @require_POST
 def snapshot_restore(request, pk):
-    snapshot = snapshot_for(request.user, pk)
+    snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
     done = attempt(
         request,
         lambda: services.snapshot_restore(snapshot=snapshot, user=request.user),
@@ -66,7 +70,7 @@ def snapshot_restore(request, pk):
 @login_required
 @require_POST
 def snapshot_new_vm(request, pk):
-    snapshot = snapshot_for(request.user, pk)
+    snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
     form = SnapshotNewVMForm(request.POST)
     if not form.is_valid():
         _form_error(request, form)
@@ -89,7 +93,7 @@ def snapshot_new_vm(request, pk):
 @login_required
 @require_POST
 def snapshot_rename(request, pk):
-    snapshot = snapshot_for(request.user, pk)
+    snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
     form = SnapshotRenameForm(request.POST)
     if not form.is_valid():
         _form_error(request, form)
@@ -109,7 +113,7 @@ def snapshot_rename(request, pk):
 @login_required
 @require_POST
 def snapshot_delete(request, pk):
-    snapshot = snapshot_for(request.user, pk)
+    snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
     attempt(
         request,
         lambda: services.snapshot_delete(snapshot=snapshot, user=request.user),

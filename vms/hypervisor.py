@@ -20,13 +20,17 @@ from dataclasses import dataclass, field
 
 import libvirt
 
+from core.errors import BackendRefused
+
 METADATA_NS = "https://koding-snapshots.invalid/xmlns/vm/1"
 METADATA_PREFIX = "ks"
 DISK_TARGET = "vda"
 
 
-class HypervisorError(Exception):
+class HypervisorError(BackendRefused):
     """A hypervisor call failed; the message is a sentence a person can act on."""
+
+    who = "The hypervisor"
 
 
 class HypervisorUnavailable(HypervisorError):

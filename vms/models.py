@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core.access import OwnedQuerySet
+
 
 class VMOperationKind(models.TextChoices):
     """The operations on VMs (registered with `operations.registry` by this app)."""
@@ -56,7 +58,7 @@ class Layer(models.Model):
     """One qcow2 volume of a disk chain, named by its UUID, with at most one backing layer.
 
     A layer is needed while a VM writes to it, a snapshot or image is made of it, or another
-    layer is built on it; only then may it be freed (see `vms.storage.layer_release`).
+    layer is built on it; only then may it be freed (see `vms.layers.layer_release`).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -117,10 +119,13 @@ class VMState(models.TextChoices):
     ERROR = "error", "Error"
 
 
-class VMQuerySet(models.QuerySet):
+class VMQuerySet(OwnedQuerySet):
     def visible(self):
         """VMs a user sees: everything but those on their way out."""
         return self.exclude(state=VMState.DELETING)
+
+    def owned_by(self, user):
+        return self.visible().filter(owner=user)
 
 
 class VM(models.Model):

@@ -12,7 +12,7 @@ Run by the task queue's scheduler every few minutes and by `manage.py reconcile`
   them).
 
 It never frees a layer that a VM, a snapshot, an image or another layer refers to: freeing goes
-through `vms.storage.layer_release`, which checks exactly that under a row lock.
+through `vms.layers.layer_release`, which checks exactly that under a row lock.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from operations.models import (
     ReconcileRun,
 )
 from operations.services import operations_expire
-from vms import hypervisor, storage
+from vms import hypervisor, layers
 from vms.models import VM, Host, Image, Layer, LayerState, VMState
 
 logger = logging.getLogger(__name__)
@@ -142,13 +142,13 @@ def _layers(report: Report, host: Host, now, grace: timedelta) -> None:
         snapshots__isnull=True,
     )
     for layer in [*stuck, *unreferenced]:
-        if storage.layer_is_needed(layer):
+        if layers.layer_is_needed(layer):
             continue
         # A layer half-created by a worker that died is freed like any other unneeded one.
         Layer.objects.filter(pk=layer.pk, state=LayerState.CREATING).update(
             state=LayerState.DELETING
         )
-        freed = storage.layer_release(layer.pk)
+        freed = layers.layer_release(layer.pk)
         if freed:
             report.add(f"Layer {layer.pk}: nothing needed it; freed ({len(freed)} layer(s)).")
 

@@ -17,7 +17,7 @@ from core.errors import InvalidState, OperationFailed
 from operations.failpoints import failpoint
 from operations.models import Operation
 from operations.services import operation_report
-from vms import hypervisor, storage
+from vms import hypervisor, layers
 from vms.models import VM, Layer, VMState
 
 
@@ -37,10 +37,10 @@ def domain_spec(vm: VM) -> hypervisor.DomainSpec:
         domain_type=host.domain_type,
         vcpus=vm.vcpus,
         memory_mib=vm.memory_mib,
-        disk_path=storage.layer_path(vm.active_layer),
+        disk_path=layers.layer_path(vm.active_layer),
         mac=vm.mac_address,
-        kernel_path=storage.volume_path(host, image.kernel_volume),
-        initrd_path=storage.volume_path(host, image.initrd_volume),
+        kernel_path=layers.volume_path(host, image.kernel_volume),
+        initrd_path=layers.volume_path(host, image.initrd_volume),
         cmdline=f"{image.cmdline} ks.hostname={guest_hostname(vm)}",
         console_log=str(console_log_path(vm)),
         metadata={"vm": str(vm.id), "host": host.name, "pool": host.pool_name},
@@ -78,7 +78,7 @@ def vm_create_run(operation: Operation) -> dict:
     try:
         operation_report(operation, progress=10, message="Creating the disk")
         parent, full_copy = creation_source(vm, operation)
-        layer = storage.layer_create(
+        layer = layers.layer_create(
             host=vm.host, parent=parent, virtual_size=vm.disk_bytes, full_copy=full_copy
         )
         VM.objects.filter(pk=vm.pk).update(
@@ -139,7 +139,7 @@ def vm_repair_run(operation: Operation) -> dict:
         )
     while layer is not None:
         try:
-            storage.layer_path(layer)
+            layers.layer_path(layer)
         except hypervisor.VolumeNotFound:
             raise OperationFailed(
                 "A layer of this VM's disk is missing from the storage pool, so it cannot be "
@@ -217,7 +217,7 @@ def discard(vm: VM) -> None:
     layer_id = vm.active_layer_id
     VM.objects.filter(pk=vm.pk).update(active_layer=None, state=VMState.DELETING)
     if layer_id is not None:
-        storage.layer_release(layer_id)
+        layers.layer_release(layer_id)
     log = console_log_path(vm)
     for path in [log, *log.parent.glob(f"{log.name}.*")]:
         with contextlib.suppress(FileNotFoundError):
@@ -246,14 +246,14 @@ def vm_flatten_run(operation: Operation) -> dict:
         hypervisor.pool_refresh(vm.host.libvirt_uri, vm.host.pool_name)
     else:
         operation_report(operation, progress=10, message="Copying the disk")
-        new = storage.layer_create(
+        new = layers.layer_create(
             host=vm.host, parent=old, virtual_size=old.virtual_size, full_copy=True
         )
         VM.objects.filter(pk=vm.pk).update(active_layer=new)
         vm.active_layer = new
         domain_define(vm)
         parent_id = old.pk
-    storage.layer_release(parent_id)
+    layers.layer_release(parent_id)
     return {"flattened": True}
 
 

@@ -7,17 +7,17 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
+from core.access import get_owned_or_404
 from core.errors import ServiceError
 from core.pages import attempt
 from core.views import not_found
 from operations.models import Operation
-from snapshots.models import SnapshotState
+from snapshots.models import Snapshot, SnapshotState
 from snapshots.selectors import usage_for
 from snapshots.services import snapshot_new_vm
 from vms import services
 from vms.forms import ConsoleLineForm, VMCreateForm
-from vms.models import Image, VMOperationKind, VMState
+from vms.models import VM, Image, VMOperationKind, VMState
 
 PAGE_SIZE = 50
 
@@ -34,7 +34,7 @@ def _active_operations():
 @require_GET
 def dashboard(request):
     vms = (
-        vms_of(request.user)
+        VM.objects.owned_by(request.user)
         .select_related("image")
         .annotate(snapshot_count=Count("snapshots", filter=Q(snapshots__state=SnapshotState.READY)))
         .prefetch_related(_active_operations())
@@ -57,7 +57,7 @@ def dashboard(request):
 @require_http_methods(["GET", "POST"])
 def vm_new(request):
     images = Image.objects.filter(is_public=True)
-    snapshots = snapshots_of(request.user).filter(state=SnapshotState.READY)
+    snapshots = Snapshot.objects.owned_by(request.user).filter(state=SnapshotState.READY)
     initial = {}
     if request.GET.get("snapshot"):
         initial["source"] = f"snapshot:{request.GET['snapshot']}"
@@ -68,7 +68,7 @@ def vm_new(request):
         try:
             if kind == "snapshot":
                 operation = snapshot_new_vm(
-                    snapshot=snapshot_for(request.user, ref),
+                    snapshot=get_owned_or_404(Snapshot.objects.owned_by(request.user), ref),
                     user=request.user,
                     name=data["name"],
                     full_copy=data["full_copy"],
@@ -97,7 +97,7 @@ def vm_new(request):
 
 def _vm_context(request, vm):
     snapshots = (
-        snapshots_of(request.user)
+        Snapshot.objects.owned_by(request.user)
         .filter(source_vm=vm)
         .select_related("parent", "source_vm")
         .order_by("-created_at")
@@ -126,7 +126,9 @@ def _vm_context(request, vm):
 @login_required
 @require_GET
 def vm_detail(request, pk):
-    vm = vm_for(request.user, pk, vms_of(request.user).select_related("image", "current_snapshot"))
+    vm = get_owned_or_404(
+        VM.objects.owned_by(request.user).select_related("image", "current_snapshot"), pk
+    )
     context = _vm_context(request, vm)
     context["vm_actions"] = [action for action in ACTIONS if action != "delete"]
     context["console"] = services.console_read(vm=vm)
@@ -140,9 +142,9 @@ def vm_live(request, pk):
     """What changes on the VM page while an operation runs (polled only then): the state card,
     and out of band the snapshot table, the usage line and the Take Snapshot button. Once the
     operation has ended, `vm-changed` tells the page to refresh the rest that may have changed."""
-    queryset = vms_of(request.user).select_related("image", "current_snapshot")
+    queryset = VM.objects.owned_by(request.user).select_related("image", "current_snapshot")
     try:
-        vm = vm_for(request.user, pk, queryset)
+        vm = get_owned_or_404(queryset, pk)
     except Http404:
         # Deleted while the page watched: the page goes back to the dashboard.
         response = not_found(request)
@@ -159,9 +161,9 @@ def vm_live(request, pk):
 @require_GET
 def vm_snapshot_dialogs(request, pk):
     """The dialogs of the VM page's snapshots, refreshed when an operation has ended."""
-    vm = vm_for(request.user, pk)
+    vm = get_owned_or_404(VM.objects.owned_by(request.user), pk)
     snapshots = (
-        snapshots_of(request.user)
+        Snapshot.objects.owned_by(request.user)
         .filter(source_vm=vm, state=SnapshotState.READY)
         .select_related("source_vm")
         .order_by("-created_at")
@@ -185,7 +187,7 @@ ACTIONS = {
 @login_required
 @require_POST
 def vm_action(request, pk, action):
-    vm = vm_for(request.user, pk)
+    vm = get_owned_or_404(VM.objects.owned_by(request.user), pk)
     if action not in ACTIONS:
         messages.error(request, "That is not something a VM can do.")
         return redirect("vm_detail", vm.pk)
@@ -200,7 +202,7 @@ def vm_action(request, pk, action):
 @require_http_methods(["GET", "POST"])
 def vm_console(request, pk):
     """GET: the console's recent output. POST: type a line into it."""
-    vm = vm_for(request.user, pk)
+    vm = get_owned_or_404(VM.objects.owned_by(request.user), pk)
     error = ""
     if request.method == "POST":
         form = ConsoleLineForm(request.POST)

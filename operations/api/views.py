@@ -1,7 +1,6 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
-from accounts.access import operations_of
 from core.api.common import ChoiceQuery, Ordering, UUIDQuery
 from core.api.schema import ERRORS_LIST, ERRORS_READ, IdSchema
 from operations import registry
@@ -33,7 +32,7 @@ class OperationViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema is being generated
             return Operation.objects.none()
-        queryset = operations_of(self.request.user)
+        queryset = Operation.objects.owned_by(self.request.user)
         request = self.request
         if state := STATE.read(request):
             queryset = queryset.filter(state=state)

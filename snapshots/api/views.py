@@ -3,12 +3,12 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
-from accounts.access import snapshot_for, snapshots_of, vm_for, vms_of
 from accounts.models import Plan
+from core.access import get_owned_or_404
 from core.api.common import ChoiceQuery, Ordering, UUIDQuery
-from core.api.idempotency import idempotent, key_of
-from core.api.responses import accepted
 from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
+from operations.api.idempotency import idempotent, key_of
+from operations.api.responses import accepted
 from operations.api.serializers import OperationSerializer
 from snapshots import services
 from snapshots.api.serializers import (
@@ -22,6 +22,7 @@ from snapshots.api.serializers import (
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
 from vms.api.views import refuse_taken_name
+from vms.models import VM
 
 ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
 SOURCE_VM = UUIDQuery("vm", "Only snapshots of this VM (its id).")
@@ -49,7 +50,7 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema is being generated
             return Snapshot.objects.none()
-        queryset = snapshots_of(self.request.user).select_related("image")
+        queryset = Snapshot.objects.owned_by(self.request.user).select_related("image")
         request = self.request
         if vm := SOURCE_VM.read(request):
             queryset = queryset.filter(source_vm_id=vm)
@@ -60,7 +61,7 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return queryset
 
     def get_object(self):
-        return snapshot_for(self.request.user, self.kwargs["pk"], self.get_queryset())
+        return get_owned_or_404(self.get_queryset(), self.kwargs["pk"])
 
     @extend_schema(
         request=SnapshotUpdateSerializer, responses={200: SnapshotSerializer, **ERRORS_WRITE}
@@ -89,7 +90,7 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         serializer = SnapshotRestoreSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         target = serializer.validated_data.get("vm")
-        vm = vm_for(request.user, target, vms_of(request.user)) if target else None
+        vm = get_owned_or_404(VM.objects.owned_by(request.user), target) if target else None
         operation = services.snapshot_restore(
             snapshot=snapshot, user=request.user, vm=vm, idempotency_key=key_of(request)
         )

@@ -3,9 +3,9 @@
 import pytest
 
 from accounts.models import Plan
+from accounts.services import plan_change
 from operations.models import Operation, OperationState
 from snapshots.models import Snapshot, SnapshotState
-from snapshots.services import plan_change
 from tests.factories import image_row, layer_row, vm_row
 from vms.models import VM, VMOperationKind, VMState
 

@@ -9,10 +9,9 @@ import urllib.request
 import pytest
 
 from accounts.models import Plan
-from accounts.services import token_create
+from accounts.services import plan_change, token_create
 from operations.models import Operation, OperationState
 from snapshots.models import Snapshot
-from snapshots.services import plan_change
 from tests.factories import image_row, vm_row
 from vms.models import VMState
 

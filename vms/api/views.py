@@ -3,12 +3,12 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.access import vm_for, vms_of
+from core.access import get_owned_or_404
 from core.api.common import ChoiceQuery, Ordering
-from core.api.idempotency import idempotent, key_of
-from core.api.responses import accepted
 from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
 from core.errors import InvalidState
+from operations.api.idempotency import idempotent, key_of
+from operations.api.responses import accepted
 from operations.api.serializers import OperationSerializer
 from snapshots.api.serializers import SnapshotCreateSerializer
 from snapshots.services import snapshot_take
@@ -53,13 +53,13 @@ class VMViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema is being generated
             return VM.objects.none()
-        queryset = vms_of(self.request.user).select_related("image")
+        queryset = VM.objects.owned_by(self.request.user).select_related("image")
         if state := STATE.read(self.request):
             queryset = queryset.filter(state=state)
         return queryset
 
     def get_object(self):
-        return vm_for(self.request.user, self.kwargs["pk"], self.get_queryset())
+        return get_owned_or_404(self.get_queryset(), self.kwargs["pk"])
 
     @extend_schema(request=VMCreateSerializer, responses=ACCEPTED)
     @idempotent
