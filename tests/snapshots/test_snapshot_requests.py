@@ -7,12 +7,12 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from accounts.models import Plan
+from accounts.services import plan_change
 from core.errors import Busy, InvalidState, LimitExceeded
 from operations.models import Operation, OperationState
 from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.selectors import usage_for
 from snapshots.services import (
-    plan_change,
     snapshot_delete,
     snapshot_new_vm,
     snapshot_rename,
