@@ -36,6 +36,14 @@ class Pagination(PageNumberPagination):
             )
         return int(raw)
 
+    def get_page_number(self, request, paginator):
+        raw = request.query_params.get(self.page_query_param)
+        if raw is None:
+            return 1
+        if not _WHOLE_NUMBER.fullmatch(raw) or int(raw) < 1:
+            raise ValidationError({"page": ["Give a whole number from 1 up."]})
+        return int(raw)
+
     def get_schema_operation_parameters(self, view):
         return [
             {
@@ -158,7 +166,17 @@ SPACES = _ranges(
 NAME_PATTERN = f"^[^{CONTROL}]*[^{CONTROL}{SPACES}][^{CONTROL}]*$"
 
 
-class NameField(serializers.CharField):
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField turns a number into its digits, which the
+    schema (type: string) does not allow."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Give text (a JSON string).", code="invalid")
+        return super().to_internal_value(data)
+
+
+class NameField(StrictCharField):
     """A display name: up to `max_length` characters, no control characters, not only spaces:
     exactly what the services' `clean_name` takes."""
 
@@ -173,7 +191,7 @@ class NameField(serializers.CharField):
         )
 
 
-class TextField(serializers.CharField):
+class TextField(StrictCharField):
     """Free text up to `max_length` characters; no NUL, which DRF refuses in any CharField."""
 
     def __init__(self, *, max_length: int, forbid: str = "\\u0000", **kwargs):

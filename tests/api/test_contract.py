@@ -283,3 +283,21 @@ def test_the_schema_and_its_docs_are_served_without_a_cdn(client, db):
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs
     assert "cdn" not in docs.lower()
+
+
+def test_an_empty_or_malformed_page_is_refused_with_400(alice_api, objects):
+    for page in ("", "0", "x", "last"):
+        response = alice_api.get(f"/api/vms/?page={page}")
+        assert response.status_code == 400, page
+        assert "page" in response.json()["error"]["fields"]
+
+
+def test_a_form_encoded_body_is_refused_with_415(alice_api, objects):
+    response = alice_api.patch(f"/api/vms/{objects['vm']}/", {"name": ""}, format="multipart")
+    assert response.status_code == 415
+
+
+def test_a_number_where_a_name_belongs_is_refused_with_400(alice_api, objects):
+    response = alice_api.patch(f"/api/vms/{objects['vm']}/", {"name": 0})
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["name"] == ["Give text (a JSON string)."]
