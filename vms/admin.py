@@ -66,22 +66,19 @@ class VMAdmin(admin.ModelAdmin):
 
     @admin.action(description="Flatten the disk chain of the selected VMs")
     def flatten(self, request, queryset):
-        started = 0
-        for vm in queryset:
-            try:
-                vm_flatten(vm=vm, user=request.user)
-                started += 1
-            except ServiceError as exc:
-                self.message_user(request, f"{vm}: {exc.message}", messages.WARNING)
-        self.message_user(request, f"Started flattening {started} VM(s).")
+        self._start_each(request, queryset, vm_flatten, "flattening")
 
     @admin.action(description="Repair the selected VMs in error: define them again from their disk")
     def repair(self, request, queryset):
+        self._start_each(request, queryset, vm_repair, "repairing")
+
+    def _start_each(self, request, queryset, service, doing: str) -> None:
+        """Start `service` on each VM; say which were refused, and why."""
         started = 0
         for vm in queryset:
             try:
-                vm_repair(vm=vm, user=request.user)
+                service(vm=vm, user=request.user)
                 started += 1
             except ServiceError as exc:
                 self.message_user(request, f"{vm}: {exc.message}", messages.WARNING)
-        self.message_user(request, f"Started repairing {started} VM(s).")
+        self.message_user(request, f"Started {doing} {started} VM(s).")

@@ -148,9 +148,8 @@ def vm_repair_run(operation: Operation) -> dict:
         layer = layer.parent
     operation_report(operation, progress=60, message="Defining the VM again")
     domain_define(vm)
-    state = VMState.RUNNING if _domain_state(vm) in ("running", "paused") else VMState.STOPPED
-    _set_state(vm, state)
-    return {"state": state}
+    vm_sync_state(vm)  # stopped, or running when the guest still ran
+    return {"state": vm.state}
 
 
 def power_off(vm: VM, operation: Operation, *, force: bool) -> bool:
