@@ -10,8 +10,6 @@ from core.errors import InvalidState
 from operations.api.idempotency import idempotent, key_of
 from operations.api.responses import accepted
 from operations.api.serializers import OperationSerializer
-from snapshots.api.serializers import SnapshotCreateSerializer
-from snapshots.services import snapshot_take
 from vms import services
 from vms.api.serializers import (
     ConsoleInputSerializer,
@@ -161,22 +159,6 @@ class VMViewSet(
         data = _valid(ConsoleInputSerializer, request)
         services.console_send(vm=vm, user=request.user, line=data["line"])
         return Response({"detail": "The line is being typed in."}, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(request=SnapshotCreateSerializer, responses=ACCEPTED)
-    @action(detail=True, methods=["post"], url_path="snapshots")
-    @idempotent
-    def take_snapshot(self, request, pk=None):
-        """Take a snapshot of the VM's whole disk, running or stopped."""
-        vm = self.get_object()
-        data = _valid(SnapshotCreateSerializer, request)
-        operation = snapshot_take(
-            vm=vm,
-            user=request.user,
-            name=data["name"],
-            description=data["description"],
-            idempotency_key=key_of(request),
-        )
-        return accepted(operation, request)
 
 
 @extend_schema_view(
