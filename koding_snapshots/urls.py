@@ -8,8 +8,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("koding_snapshots.api_urls")),
     path("", include("accounts.urls")),
-    path("", include("vms.urls")),
+    # snapshots before vms: "vms/new/" and the VM page's snapshot routes are snapshots' views,
+    # and vms ends with a catch-all "vms/<id>/<action>/".
     path("", include("snapshots.urls")),
+    path("", include("vms.urls")),
     path("", include("operations.urls")),
 ]
 

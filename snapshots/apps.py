@@ -7,8 +7,9 @@ class SnapshotsConfig(AppConfig):
 
     def ready(self):
         from operations import registry
-        from snapshots import runners
+        from snapshots import runners, views
         from snapshots.models import SnapshotOperationKind as Kind
+        from vms import page_parts
         from vms.runners import vm_create_run
 
         for kind, run in (
@@ -18,3 +19,5 @@ class SnapshotsConfig(AppConfig):
             (Kind.DELETE, runners.snapshot_delete_run),
         ):
             registry.register(kind, kind.label, run=run, repair=runners.snapshot_operation_repair)
+
+        page_parts.register(dashboard=views.dashboard_part, vm_page=views.vm_page_part)

@@ -1,4 +1,5 @@
-"""Reads of plans, usage and snapshots."""
+"""Reads of snapshots and of how much of the plan they use. Nothing here changes a row or
+talks to libvirt; the services do that."""
 
 from __future__ import annotations
 
@@ -7,17 +8,8 @@ from dataclasses import dataclass
 from django.db.models import Sum
 
 from accounts.models import Plan
+from accounts.selectors import plan_for
 from snapshots.models import Snapshot
-
-
-def plan_for(user) -> Plan:
-    """The user's plan; the default plan when none was chosen."""
-    if user.plan_id is not None:
-        return user.plan
-    plan = Plan.objects.filter(is_default=True).first()
-    if plan is None:
-        plan = Plan(slug="none", name="No plan", max_snapshots=0, max_snapshot_bytes=0, max_vms=0)
-    return plan
 
 
 @dataclass(frozen=True)

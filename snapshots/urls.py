@@ -1,12 +1,21 @@
 from django.urls import path
 
-from snapshots import views
+from snapshots import browse_views, views
 
 urlpatterns = [
     path("snapshots/", views.snapshot_list, name="snapshot_list"),
+    path("vms/new/", views.vm_new, name="vm_new"),
+    path("vms/<uuid:pk>/snapshot-dialogs/", views.vm_snapshot_dialogs, name="vm_snapshot_dialogs"),
     path("vms/<uuid:vm_pk>/snapshots/take/", views.snapshot_take, name="snapshot_take"),
     path("snapshots/<uuid:pk>/restore/", views.snapshot_restore, name="snapshot_restore"),
     path("snapshots/<uuid:pk>/new-vm/", views.snapshot_new_vm, name="snapshot_new_vm"),
     path("snapshots/<uuid:pk>/rename/", views.snapshot_rename, name="snapshot_rename"),
     path("snapshots/<uuid:pk>/delete/", views.snapshot_delete, name="snapshot_delete"),
+    path("snapshots/<uuid:pk>/files/", browse_views.snapshot_files, name="snapshot_files"),
+    path(
+        "snapshots/<uuid:pk>/files/download/",
+        browse_views.snapshot_file_download,
+        name="snapshot_file_download",
+    ),
+    path("snapshots/<uuid:pk>/compare/", browse_views.snapshot_compare, name="snapshot_compare"),
 ]

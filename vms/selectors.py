@@ -1,4 +1,5 @@
-"""Reads of VMs, images and hosts, restricted to what the asking user may see."""
+"""Which host a VM goes to. Reads only: nothing here changes a row or talks to libvirt, and
+nothing here restricts by owner (querysets do that: `VM.objects.owned_by(user)`)."""
 
 from django.conf import settings
 

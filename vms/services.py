@@ -16,6 +16,7 @@ from django.core.cache import cache as rate_cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts.selectors import plan_for
 from core.errors import InvalidState, LimitExceeded, RateLimited
 from operations.models import Operation
 from operations.services import operation_start
@@ -87,8 +88,6 @@ def lock_owner(owner) -> None:
 
 def vm_limit_check(owner) -> None:
     """Refuse when the owner's plan has no room for another VM. Call with the owner locked."""
-    from snapshots.selectors import plan_for
-
     plan = plan_for(owner)
     count = VM.objects.visible().filter(owner=owner).count()
     if count >= plan.max_vms:

@@ -4,10 +4,8 @@ from vms import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("vms/new/", views.vm_new, name="vm_new"),
     path("vms/<uuid:pk>/", views.vm_detail, name="vm_detail"),
     path("vms/<uuid:pk>/live/", views.vm_live, name="vm_live"),
     path("vms/<uuid:pk>/console/", views.vm_console, name="vm_console"),
-    path("vms/<uuid:pk>/snapshot-dialogs/", views.vm_snapshot_dialogs, name="vm_snapshot_dialogs"),
     path("vms/<uuid:pk>/<slug:action>/", views.vm_action, name="vm_action"),
 ]

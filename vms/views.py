@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -12,12 +12,9 @@ from core.errors import ServiceError
 from core.pages import attempt
 from core.views import not_found
 from operations.models import Operation
-from snapshots.models import Snapshot, SnapshotState
-from snapshots.selectors import usage_for
-from snapshots.services import snapshot_new_vm
-from vms import services
-from vms.forms import ConsoleLineForm, VMCreateForm
-from vms.models import VM, Image, VMOperationKind, VMState
+from vms import page_parts, services
+from vms.forms import ConsoleLineForm
+from vms.models import VM, VMOperationKind, VMState
 
 PAGE_SIZE = 50
 
@@ -36,72 +33,24 @@ def dashboard(request):
     vms = (
         VM.objects.owned_by(request.user)
         .select_related("image")
-        .annotate(snapshot_count=Count("snapshots", filter=Q(snapshots__state=SnapshotState.READY)))
         .prefetch_related(_active_operations())
         .order_by("name", "id")
     )
     page = Paginator(vms, PAGE_SIZE).get_page(request.GET.get("page"))
-    busy = any(vm.active_operations or vm.state == VMState.CREATING for vm in page)
+    on_page = list(page.object_list)
+    busy = any(vm.active_operations or vm.state == VMState.CREATING for vm in on_page)
     context = {
-        "vms": page.object_list,
+        "vms": on_page,
         "page": page,
         "busy": busy,
-        "usage": usage_for(request.user),
+        **page_parts.dashboard_context(request, on_page),
     }
     if request.headers.get("HX-Request"):
         return render(request, "vms/_vm_table.html", context)
     return render(request, "vms/dashboard.html", context)
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def vm_new(request):
-    images = Image.objects.filter(is_public=True)
-    snapshots = Snapshot.objects.owned_by(request.user).filter(state=SnapshotState.READY)
-    initial = {}
-    if request.GET.get("snapshot"):
-        initial["source"] = f"snapshot:{request.GET['snapshot']}"
-    form = VMCreateForm(request.POST or None, images=images, snapshots=snapshots, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        kind, _, ref = data["source"].partition(":")
-        try:
-            if kind == "snapshot":
-                operation = snapshot_new_vm(
-                    snapshot=get_owned_or_404(Snapshot.objects.owned_by(request.user), ref),
-                    user=request.user,
-                    name=data["name"],
-                    full_copy=data["full_copy"],
-                    vcpus=data["vcpus"],
-                    memory_mib=data["memory_mib"],
-                )
-            else:
-                operation = services.vm_create(
-                    owner=request.user,
-                    name=data["name"],
-                    image=services.image_for_new_vm(ref),
-                    vcpus=data["vcpus"],
-                    memory_mib=data["memory_mib"],
-                    disk_gib=data["disk_gib"],
-                )
-        except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, f"Creating VM {data['name']!r}…")
-            return redirect("vm_detail", operation.vm_id)
-    return render(request, "vms/vm_new.html", {"form": form})
-
-
 def _vm_context(request, vm):
-    snapshots = (
-        Snapshot.objects.owned_by(request.user)
-        .filter(source_vm=vm)
-        .select_related("parent", "source_vm")
-        .order_by("-created_at")
-    )
     operation = Operation.objects.active().filter(vm=vm).first()
     recent = Operation.objects.filter(vm=vm).exclude(pk=getattr(operation, "pk", None))
     return {
@@ -111,15 +60,12 @@ def _vm_context(request, vm):
             "stop": services.vm_can(vm, VMOperationKind.STOP),
             "repair": services.vm_can(vm, VMOperationKind.REPAIR),
             "delete": services.vm_can(vm, VMOperationKind.DELETE),
-            # What snapshots.services asks of a VM to take or restore a snapshot.
-            "snapshot": vm.state in (VMState.RUNNING, VMState.STOPPED),
         },
-        "snapshots": snapshots,
         "operation": operation,
         # The page watches the VM while something happens to it.
         "polling": operation is not None or vm.state == VMState.CREATING,
         "last_operation": recent.order_by("-created_at").first(),
-        "usage": usage_for(request.user),
+        **page_parts.vm_page_context(request, vm),
     }
 
 
@@ -155,20 +101,6 @@ def vm_live(request, pk):
     if not context["polling"]:
         response["HX-Trigger"] = "vm-changed"
     return response
-
-
-@login_required
-@require_GET
-def vm_snapshot_dialogs(request, pk):
-    """The dialogs of the VM page's snapshots, refreshed when an operation has ended."""
-    vm = get_owned_or_404(VM.objects.owned_by(request.user), pk)
-    snapshots = (
-        Snapshot.objects.owned_by(request.user)
-        .filter(source_vm=vm, state=SnapshotState.READY)
-        .select_related("source_vm")
-        .order_by("-created_at")
-    )
-    return render(request, "vms/_snapshot_dialogs.html", {"vm": vm, "snapshots": snapshots})
 
 
 ACTIONS = {
