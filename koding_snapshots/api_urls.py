@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from operations.api.views import OperationViewSet
+from snapshots.api import browse as snapshot_browse
 from snapshots.api.views import PlanViewSet, SnapshotViewSet, VMWithSnapshotsViewSet, me
 from vms.api.views import ImageViewSet
 
@@ -18,6 +19,13 @@ router.register("plans", PlanViewSet, basename="plan")
 
 urlpatterns = [
     path("me/", me, name="me"),
+    path("snapshots/<str:id>/files/", snapshot_browse.snapshot_files, name="snapshot-files"),
+    path(
+        "snapshots/<str:id>/files/content/",
+        snapshot_browse.snapshot_file_content,
+        name="snapshot-file-content",
+    ),
+    path("snapshots/<str:id>/compare/", snapshot_browse.snapshot_compare, name="snapshot-compare"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

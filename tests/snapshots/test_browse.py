@@ -1,0 +1,594 @@
+"""Looking inside snapshots built offline with known contents: listing, reading, downloading and
+comparing give exactly what was put in; what is not allowed is refused.
+
+The disks are made once per run without a guest: `mkfs.ext4 -d` from a folder for the bottom
+layer, then each next layer is the first one changed with `debugfs` and written as a qcow2
+overlay holding only the clusters that differ (so a comparison really is bounded by the layers).
+The backing paths written into the overlays point at a folder that does not exist: the reader
+must take the chain from the database, never from the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from snapshots import browse
+from snapshots.models import Snapshot, SnapshotState
+from tests.factories import image_row, layer_row, vm_row
+from vms.models import Host
+
+MIB = 1024**2
+DISK = 64 * MIB
+CLUSTER = 64 * 1024
+T0 = 1_780_000_000  # 2026-05-28, the files' times
+BIG = random.Random(17).randbytes(3 * MIB + 123)
+
+# The layers' ids, fixed for the run: the files are built once, the rows in every test.
+IDS = {name: uuid.UUID(int=i + 1) for i, name in enumerate(["one", "two", "three", "four"])}
+IDS["zeros"] = uuid.UUID(int=20)
+IDS["mbr"] = uuid.UUID(int=21)
+IDS["dirty"] = uuid.UUID(int=22)
+
+
+def _run(*argv, **kwargs):
+    return subprocess.run(
+        [str(a) for a in argv], check=True, capture_output=True, text=True, **kwargs
+    )
+
+
+def _tool_env() -> dict:
+    env = dict(os.environ)
+    env["E2FSPROGS_FAKE_TIME"] = str(T0)
+    env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
+    return env
+
+
+def make_tree(root: Path, files: dict[str, bytes | str], links: dict[str, str]) -> None:
+    """A folder with `files` (contents; a name ending in / is a folder) and symbolic `links`."""
+    for name, content in files.items():
+        path = root / name.lstrip("/")
+        if name.endswith("/"):
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    for name, target in links.items():
+        path = root / name.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(target)
+    for path in sorted(root.rglob("*"), reverse=True):
+        os.utime(path, (T0, T0), follow_symlinks=False)
+
+
+def make_base(root: Path, raw: Path, qcow2: Path, size: int = DISK) -> None:
+    _run("mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", root, raw, f"{size // 1024}k",
+         env=_tool_env())  # fmt: skip
+    _run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2)
+
+
+def debugfs(raw: Path, commands: list[str], work: Path) -> None:
+    script = work / "debugfs.cmds"
+    script.write_text("\n".join(commands) + "\n")
+    _run("debugfs", "-w", "-f", script, raw, env=_tool_env(), cwd=work)
+
+
+def make_overlay(backing_qcow2: Path, backing_raw: Path, changed_raw: Path, out: Path) -> int:
+    """`out`: a qcow2 layer on `backing_qcow2` holding only the clusters in which `changed_raw`
+    differs from `backing_raw`. Returns how many clusters it holds."""
+    _run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing_qcow2, out)
+    chunks = out.parent / f"{out.name}.chunks"
+    chunks.mkdir()
+    commands = []
+    with backing_raw.open("rb") as before, changed_raw.open("rb") as after:
+        offset = 0
+        while data := after.read(CLUSTER):
+            if before.read(CLUSTER) != data:
+                chunk = chunks / str(offset)
+                chunk.write_bytes(data)
+                commands += ["-c", f"write -q -s {chunk} {offset} {len(data)}"]
+            offset += len(data)
+    for start in range(0, len(commands), 400):  # qemu-io takes many commands, not unbounded
+        _run("qemu-io", "-f", "qcow2", *commands[start : start + 400], out)
+    shutil.rmtree(chunks)
+    return len(commands) // 2
+
+
+V1_FILES = {
+    "/etc/hostname": "alpha\n",
+    "/etc/motd": "welcome\n",
+    "/etc/config.ini": "a=1\nb=2\nc=3\n",
+    "/home/alice/notes.txt": "first line\n",
+    "/home/alice/big.bin": BIG,
+    "/home/alice/data/file1": "1\n",
+    "/home/alice/data/file2": "2\n",
+    "/empty/": "",
+}
+V1_LINKS = {"/inside": "etc/hostname", "/escape": "../../../../etc/passwd"}
+
+
+@pytest.fixture(scope="session")
+def offline_disks(tmp_path_factory):
+    """The layer files, in a pool folder: one (mkfs), two and three on one, four on two; and
+    disks that cannot be browsed (all zeros, a partition table, a journal to replay)."""
+    work = tmp_path_factory.mktemp("browse")
+    pool = work / "pool"
+    pool.mkdir()
+    bogus = "/nonexistent/elsewhere/base.qcow2"
+
+    def layer(name):
+        return pool / f"{IDS[name]}.qcow2"
+
+    make_tree(work / "v1", V1_FILES, V1_LINKS)
+    make_base(work / "v1", work / "one.raw", layer("one"))
+
+    (work / "new.txt").write_text("brand new\n")
+    (work / "config.ini").write_text("a=1\nb=20\nc=3\n")
+    shutil.copy(work / "one.raw", work / "two.raw")
+    debugfs(
+        work / "two.raw",
+        [
+            "write new.txt /etc/new.txt",
+            f"set_inode_field /etc/new.txt mtime {T0 + 100}",
+            "rm /etc/motd",
+            "rm /etc/config.ini",
+            "write config.ini /etc/config.ini",
+            f"set_inode_field /etc/config.ini mtime {T0 + 100}",
+            "mkdir /opt",
+            f"set_inode_field /opt mtime {T0 + 100}",
+        ],
+        work,
+    )
+    make_overlay(layer("one"), work / "one.raw", work / "two.raw", layer("two"))
+
+    (work / "notes.txt").write_text("first line\nsecond line\n")
+    shutil.copy(work / "one.raw", work / "three.raw")
+    debugfs(
+        work / "three.raw",
+        [
+            "rm /home/alice/notes.txt",
+            "write notes.txt /home/alice/notes.txt",
+            f"set_inode_field /home/alice/notes.txt mtime {T0 + 200}",
+            "rm /home/alice/data/file2",
+            "rmdir /empty",
+        ],
+        work,
+    )
+    make_overlay(layer("one"), work / "one.raw", work / "three.raw", layer("three"))
+
+    (work / "file3").write_text("3\n")
+    shutil.copy(work / "two.raw", work / "four.raw")
+    debugfs(
+        work / "four.raw",
+        [
+            "write file3 /home/alice/data/file3",
+            f"set_inode_field /home/alice/data/file3 mtime {T0 + 300}",
+            "set_inode_field /etc/hostname mode 0100600",
+        ],
+        work,
+    )
+    make_overlay(layer("two"), work / "two.raw", work / "four.raw", layer("four"))
+    for name in ("two", "three", "four"):
+        _run("qemu-img", "rebase", "-u", "-F", "qcow2", "-b", bogus, layer(name))
+
+    _run("qemu-img", "create", "-q", "-f", "qcow2", layer("zeros"), "16M")
+    _run("qemu-img", "create", "-q", "-f", "qcow2", layer("mbr"), "16M")
+    _run("qemu-io", "-f", "qcow2", "-c", "write -q -P 0x55 510 1", "-c",
+         "write -q -P 0xaa 511 1", "-c", "write -q -P 0x83 450 1", layer("mbr"))  # fmt: skip
+    shutil.copy(work / "one.raw", work / "dirty.raw")
+    debugfs(work / "dirty.raw", ["feature needs_recovery"], work)
+    _run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", work / "dirty.raw", layer("dirty"))
+    return pool
+
+
+@pytest.fixture
+def pool_host(db, offline_disks):
+    return Host.objects.create(
+        name="offline",
+        libvirt_uri="test:///default",
+        pool_name="offline",
+        pool_path=str(offline_disks),
+        console_dir=str(offline_disks),
+    )
+
+
+def _snapshot(owner, image, layer, name, parent=None):
+    return Snapshot.objects.create(
+        owner=owner,
+        source_vm=None,
+        source_vm_name="box",
+        image=image,
+        name=name,
+        layer=layer,
+        parent=parent,
+        disk_bytes=DISK,
+        state=SnapshotState.READY,
+    )
+
+
+@pytest.fixture
+def snaps(pool_host, alice):
+    """Alice's snapshots on the offline layers: one; two and three on it; four on two."""
+    image = image_row()
+    rows = {}
+    rows["one"] = layer_row(host=pool_host, id=IDS["one"], virtual_size=DISK)
+    for name, parent in [("two", "one"), ("three", "one"), ("four", "two")]:
+        rows[name] = layer_row(host=pool_host, parent=rows[parent], id=IDS[name])
+    for name in ("zeros", "mbr", "dirty"):
+        rows[name] = layer_row(host=pool_host, id=IDS[name])
+    found = {"one": _snapshot(alice, image, rows["one"], "one")}
+    for name, parent in [("two", "one"), ("three", "one"), ("four", "two")]:
+        found[name] = _snapshot(alice, image, rows[name], name, found[parent])
+    for name in ("zeros", "mbr", "dirty"):
+        found[name] = _snapshot(alice, image, rows[name], name)
+    return found
+
+
+@pytest.fixture
+def api(alice):
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client
+
+
+def files_url(snapshot, path=None, content=False):
+    url = f"/api/snapshots/{snapshot.pk}/files/" + ("content/" if content else "")
+    return url if path is None else f"{url}?path={path}"
+
+
+def names(entries):
+    return [(e["name"], e["type"]) for e in entries]
+
+
+# --- Listing and reading ------------------------------------------------------------------------
+
+
+def test_the_root_folder_lists_exactly_what_was_put_in(api, snaps):
+    answer = api.get(files_url(snaps["one"]))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["filesystem"], body["needs_recovery"]) == ("ext4", False)
+    assert body["entry"]["type"] == "directory"
+    assert names(body["entries"]) == [
+        ("empty", "directory"),
+        ("etc", "directory"),
+        ("home", "directory"),
+        ("lost+found", "directory"),
+        ("escape", "symlink"),
+        ("inside", "symlink"),
+    ]
+    links = {e["name"]: e["target"] for e in body["entries"] if e["type"] == "symlink"}
+    assert links == {"escape": "../../../../etc/passwd", "inside": "etc/hostname"}
+
+
+def test_a_folder_lists_names_types_sizes_modes_and_times(api, snaps):
+    body = api.get(files_url(snaps["one"], "/home/alice")).json()
+    entries = {e["name"]: e for e in body["entries"]}
+    assert names(body["entries"]) == [
+        ("data", "directory"),
+        ("big.bin", "file"),
+        ("notes.txt", "file"),
+    ]
+    big = entries["big.bin"]
+    assert (big["path"], big["size"], big["mode"], big["uid"]) == (
+        "/home/alice/big.bin",
+        len(BIG),
+        "-rw-r--r--",
+        0,
+    )
+    assert big["modified"].startswith("2026-05-28T")
+
+
+def test_a_deeper_layer_shows_its_own_changes_and_the_layers_below(api, snaps):
+    body = api.get(files_url(snaps["four"], "/home/alice/data")).json()
+    assert [e["name"] for e in body["entries"]] == ["file1", "file2", "file3"]
+    etc = {e["name"]: e for e in api.get(files_url(snaps["four"], "/etc")).json()["entries"]}
+    assert sorted(etc) == ["config.ini", "hostname", "new.txt"]
+    assert etc["hostname"]["mode"] == "-rw-------"
+
+
+def test_a_small_text_file_reads_back_exactly(api, snaps):
+    answer = api.get(files_url(snaps["two"], "/etc/config.ini", content=True))
+    assert answer.status_code == 200
+    assert b"".join(answer.streaming_content) == b"a=1\nb=20\nc=3\n"
+    assert answer["Content-Length"] == "13"
+    assert 'filename="config.ini"' in answer["Content-Disposition"]
+
+
+def test_a_large_file_downloads_streamed_with_its_size(api, snaps):
+    answer = api.get(files_url(snaps["four"], "/home/alice/big.bin", content=True))
+    assert answer.status_code == 200 and answer.streaming
+    assert answer["Content-Length"] == str(len(BIG))
+    data = b"".join(answer.streaming_content)
+    assert hashlib.sha256(data).digest() == hashlib.sha256(BIG).digest()
+
+
+def test_a_file_entry_describes_the_file(api, snaps):
+    body = api.get(files_url(snaps["one"], "/etc/hostname")).json()
+    assert body["entries"] is None
+    assert (body["entry"]["type"], body["entry"]["size"]) == ("file", 6)
+
+
+# --- Refusals -------------------------------------------------------------------------------------
+
+
+def test_a_symlink_pointing_outside_is_shown_but_never_followed(api, snaps):
+    answer = api.get(files_url(snaps["one"], "/escape", content=True))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid"
+    assert "never followed" in answer.json()["error"]["message"]
+    entry = browse.Entry(**{**_entry_defaults(), "path": "/escape", "target": "../../etc"})
+    assert entry.target_path is None
+
+
+def test_a_symlink_inside_is_not_followed_either(api, snaps):
+    answer = api.get(files_url(snaps["one"], "/inside/x"))
+    assert answer.status_code == 400
+    assert "symbolic link" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/etc/../etc/hostname", "..", "/./etc", "/etc/\x01"])
+def test_a_path_with_dots_or_control_characters_is_refused(api, snaps, path):
+    answer = api.get(files_url(snaps["one"]), {"path": path})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["fields"]["path"]
+
+
+def test_a_missing_path_is_a_404_in_the_api_shape(api, snaps):
+    answer = api.get(files_url(snaps["one"], "/etc/nothing"))
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": {"code": "not_found", "message": "No file or folder /etc/nothing here."}
+    }
+
+
+def test_a_folder_or_device_has_no_content_to_download(api, snaps):
+    answer = api.get(files_url(snaps["one"], "/etc", content=True))
+    assert answer.status_code == 400
+
+
+def test_another_users_snapshot_is_not_found(snaps, bob):
+    client = APIClient()
+    client.force_authenticate(bob)
+    one, two = snaps["one"], snaps["two"]
+    for url in [
+        files_url(one),
+        files_url(one, "/etc/hostname", content=True),
+        f"/api/snapshots/{two.pk}/compare/",
+        f"/api/snapshots/{two.pk}/compare/?with={one.pk}",
+    ]:
+        answer = client.get(url)
+        assert answer.status_code == 404, url
+        assert answer.json()["error"]["code"] == "not_found"
+
+
+def test_comparing_with_another_users_snapshot_is_not_found(api, snaps, bob):
+    bobs = _snapshot(bob, snaps["one"].image, snaps["one"].layer, "bob's")
+    answer = api.get(f"/api/snapshots/{snaps['two'].pk}/compare/?with={bobs.pk}")
+    assert answer.status_code == 404
+
+
+def test_anonymous_callers_are_refused(snaps):
+    assert APIClient().get(files_url(snaps["one"])).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [("zeros", "no ext2, ext3 or ext4 file system"), ("mbr", "MBR partition table")],
+)
+def test_an_unknown_disk_is_a_409_with_a_sentence(api, snaps, name, words):
+    answer = api.get(files_url(snaps[name]))
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "not_browsable"
+    assert words in answer.json()["error"]["message"]
+
+
+def test_a_layer_a_vm_writes_to_is_never_read(api, snaps, alice):
+    vm = vm_row(owner=alice, image=snaps["one"].image)
+    vm.active_layer = snaps["one"].layer
+    vm.save(update_fields=["active_layer"])
+    answer = api.get(files_url(snaps["two"]))
+    assert answer.status_code == 409
+    assert "writing to this disk" in answer.json()["error"]["message"]
+
+
+def test_a_layer_missing_from_this_machine_is_a_409(api, snaps, pool_host):
+    snapshot = snaps["one"]
+    snapshot.layer = layer_row(host=pool_host)
+    snapshot.save()
+    answer = api.get(files_url(snapshot))
+    assert answer.status_code == 409
+    assert "not on this machine" in answer.json()["error"]["message"]
+
+
+def test_a_journal_to_replay_is_reported(api, snaps):
+    body = api.get(files_url(snaps["dirty"])).json()
+    assert body["needs_recovery"] is True
+
+
+# --- Comparing ------------------------------------------------------------------------------------
+
+
+def compare(api, new, old=None):
+    url = f"/api/snapshots/{new.pk}/compare/" + (f"?with={old.pk}" if old else "")
+    answer = api.get(url)
+    assert answer.status_code == 200, answer.content
+    return answer.json()
+
+
+def paths(changes):
+    return [c["path"] for c in changes]
+
+
+def test_compare_with_the_one_before_gives_exactly_the_changes(api, snaps):
+    body = compare(api, snaps["two"])
+    assert body["compared_with"] == str(snaps["one"].pk)
+    assert paths(body["added"]) == ["/etc/new.txt", "/opt"]
+    assert paths(body["removed"]) == ["/etc/motd"]
+    changed = {c["path"]: c for c in body["changed"]}
+    assert list(changed) == ["/etc/config.ini"]
+    config = changed["/etc/config.ini"]
+    assert (config["size_before"], config["size_after"]) == (12, 13)
+    assert {"size", "modified", "content"} <= set(config["changes"])
+    assert config["diff"] == (
+        "--- a/etc/config.ini\n+++ b/etc/config.ini\n@@ -1,3 +1,3 @@\n a=1\n-b=2\n+b=20\n c=3\n"
+    )
+    added = {c["path"]: c for c in body["added"]}
+    assert (added["/etc/new.txt"]["type"], added["/etc/new.txt"]["size_after"]) == ("file", 10)
+    assert body["removed"][0]["size_before"] == 8
+
+
+def test_compare_reads_contents_only_where_the_layers_changed(api, snaps):
+    body = compare(api, snaps["two"])
+    assert body["bytes_compared"] < 256 * 1024  # big.bin (3 MiB) is never read
+
+
+def test_compare_the_other_way_round_swaps_added_and_removed(api, snaps):
+    body = compare(api, snaps["one"], snaps["two"])
+    assert paths(body["added"]) == ["/etc/motd"]
+    assert paths(body["removed"]) == ["/etc/new.txt", "/opt"]
+
+
+def test_siblings_compare_by_the_union_above_their_common_ancestor(api, snaps):
+    body = compare(api, snaps["three"], snaps["two"])
+    assert paths(body["added"]) == ["/etc/motd"]
+    assert paths(body["removed"]) == ["/empty", "/etc/new.txt", "/home/alice/data/file2", "/opt"]
+    assert paths(body["changed"]) == ["/etc/config.ini", "/home/alice/notes.txt"]
+    notes = body["changed"][1]
+    assert "+second line\n" in notes["diff"]
+
+
+def test_two_layers_apart_add_up_both_layers_changes(api, snaps):
+    body = compare(api, snaps["four"], snaps["one"])
+    assert paths(body["added"]) == ["/etc/new.txt", "/home/alice/data/file3", "/opt"]
+    assert paths(body["removed"]) == ["/etc/motd"]
+    changed = {c["path"]: c["changes"] for c in body["changed"]}
+    assert changed == {
+        "/etc/config.ini": ["size", "modified", "content"],
+        "/etc/hostname": ["mode"],
+    }
+
+
+def test_unrelated_disks_compare_in_full(snaps):
+    result = browse.snapshots_compare(old=snaps["dirty"], new=snaps["two"])
+    assert result.changed_region_bytes is None  # no common layer: everything may differ
+    assert [c.path for c in result.added] == ["/etc/new.txt", "/opt"]
+    assert [c.path for c in result.removed] == ["/etc/motd"]
+    assert [c.path for c in result.changed] == ["/etc/config.ini"]
+
+
+def test_a_first_snapshot_needs_another_to_compare_with(api, snaps):
+    answer = api.get(f"/api/snapshots/{snaps['one'].pk}/compare/")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["fields"]["with"]
+
+
+def test_comparing_with_an_unknown_disk_is_a_409(api, snaps):
+    answer = api.get(f"/api/snapshots/{snaps['two'].pk}/compare/?with={snaps['zeros'].pk}")
+    assert answer.status_code == 409
+
+
+# --- The reader itself ---------------------------------------------------------------------------
+
+
+def test_a_layer_larger_than_the_one_below_reads_zeros_past_its_end(tmp_path):
+    (tmp_path / "root").mkdir()
+    make_tree(tmp_path / "root", {"/f": "x\n"}, {})
+    make_base(tmp_path / "root", tmp_path / "small.raw", tmp_path / "small.qcow2", 8 * MIB)
+    _run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+         tmp_path / "small.qcow2", tmp_path / "big.qcow2", "16M")  # fmt: skip
+    with browse.Disk([tmp_path / "small.qcow2", tmp_path / "big.qcow2"]) as disk:
+        disk.stream.seek(12 * MIB)
+        assert disk.stream.read(4096) == b"\x00" * 4096
+        assert disk.read_text("/f") == "x\n"
+
+
+def test_a_bottom_layer_naming_a_backing_file_is_refused(offline_disks):
+    with pytest.raises(browse.NotBrowsable, match="backing file"):
+        browse.Disk([offline_disks / f"{IDS['two']}.qcow2"])
+
+
+def _entry_defaults():
+    import datetime
+
+    return {
+        "path": "/",
+        "name": "x",
+        "type": "symlink",
+        "size": 0,
+        "mode": "",
+        "permissions": 0,
+        "uid": 0,
+        "gid": 0,
+        "modified": datetime.datetime.now(datetime.UTC),
+        "inode": 1,
+    }
+
+
+# --- Pages ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def web(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def test_the_files_page_lists_a_folder_and_links_into_it(web, snaps):
+    url = reverse("snapshot_files", args=[snaps["one"].pk])
+    page = web.get(url, {"path": "/home/alice"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-entry="big.bin"' in html and 'data-entry="data"' in html
+    assert "?path=/home/alice/data" in html
+
+
+def test_the_files_page_shows_a_small_text_file(web, snaps):
+    page = web.get(reverse("snapshot_files", args=[snaps["two"].pk]), {"path": "/etc/new.txt"})
+    assert page.status_code == 200
+    assert b"brand new" in page.content
+
+
+def test_the_download_page_streams_the_file(web, snaps):
+    url = reverse("snapshot_file_download", args=[snaps["one"].pk])
+    answer = web.get(url, {"path": "/home/alice/big.bin"})
+    assert answer["Content-Length"] == str(len(BIG))
+    assert b"".join(answer.streaming_content) == BIG
+
+
+def test_the_files_page_says_why_it_cannot_show_a_path(web, snaps):
+    url = reverse("snapshot_files", args=[snaps["one"].pk])
+    page = web.get(url, {"path": "/etc/../etc"})
+    assert page.status_code == 400
+    assert b"may not contain" in page.content
+    page = web.get(reverse("snapshot_files", args=[snaps["mbr"].pk]))
+    assert page.status_code == 200
+    assert b"partition table" in page.content
+
+
+def test_the_files_page_warns_when_the_journal_was_not_replayed(web, snaps):
+    page = web.get(reverse("snapshot_files", args=[snaps["dirty"].pk]))
+    assert b'data-testid="needs-recovery"' in page.content
+
+
+def test_the_compare_page_lists_the_changes_with_a_text_diff(web, snaps):
+    page = web.get(reverse("snapshot_compare", args=[snaps["two"].pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-path="/etc/new.txt"' in html and 'data-path="/etc/motd"' in html
+    assert "+b=20" in html
+
+
+def test_the_pages_of_another_users_snapshot_are_not_found(client, snaps, bob):
+    client.force_login(bob)
+    for name in ("snapshot_files", "snapshot_file_download", "snapshot_compare"):
+        assert client.get(reverse(name, args=[snaps["two"].pk])).status_code == 404
