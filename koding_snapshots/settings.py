@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "accounts",
     "vms",
     "snapshots",
+    "schedules",
     "operations",
 ]
 

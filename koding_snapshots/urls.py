@@ -8,8 +8,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("koding_snapshots.api_urls")),
     path("", include("accounts.urls")),
-    # snapshots before vms: "vms/new/" and the VM page's snapshot routes are snapshots' views,
-    # and vms ends with a catch-all "vms/<id>/<action>/".
+    # schedules and snapshots before vms: they add routes under "vms/" (the new-VM page, the VM
+    # page's snapshot dialogs, its policy), and vms ends with a catch-all "vms/<id>/<action>/".
+    path("", include("schedules.urls")),
     path("", include("snapshots.urls")),
     path("", include("vms.urls")),
     path("", include("operations.urls")),

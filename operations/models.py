@@ -15,6 +15,7 @@ class OperationState(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"  # never ran: recorded so the user sees why (a schedule's run)
 
 
 ACTIVE_STATES = (OperationState.QUEUED, OperationState.RUNNING)

@@ -111,6 +111,21 @@ def operation_start(
     raise Busy(None)
 
 
+def operation_record_skipped(*, kind: str, owner, vm=None, target_name: str, reason: str):
+    """Record an operation that was due but did not run (a scheduled snapshot the plan had no
+    room for), so that the activity log says so. It is never queued."""
+    now = timezone.now()
+    return Operation.objects.create(
+        kind=kind,
+        owner=owner,
+        vm=vm,
+        target_name=target_name[:200],
+        state=OperationState.SKIPPED,
+        message=reason[:255],
+        finished_at=now,
+    )
+
+
 def operation_enqueue(operation: Operation) -> None:
     from django_q.tasks import async_task
 

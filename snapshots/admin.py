@@ -10,12 +10,13 @@ class SnapshotAdmin(admin.ModelAdmin):
         "owner",
         "source_vm_name",
         "kind",
+        "pinned",
         "state",
         "size_bytes",
         "quiesced",
         "created_at",
     ]
-    list_filter = ["state", "kind", "quiesced", "created_at"]
+    list_filter = ["state", "kind", "pinned", "quiesced", "created_at"]
     search_fields = ["name", "owner__username", "source_vm_name", "id"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner", "source_vm", "image", "layer", "parent"]

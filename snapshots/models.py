@@ -32,6 +32,7 @@ class SnapshotState(models.TextChoices):
 
 class SnapshotKind(models.TextChoices):
     MANUAL = "manual", "Snapshot"
+    SCHEDULED = "scheduled", "Scheduled"
     BEFORE_RESTORE = "before_restore", "Before restore"
 
 
@@ -43,8 +44,9 @@ class SnapshotQuerySet(OwnedQuerySet):
         return self.visible().filter(owner=user)
 
     def counted(self):
-        """The snapshots a plan's limits count: the owner's own, not the automatic ones."""
-        return self.filter(kind=SnapshotKind.MANUAL).exclude(state=SnapshotState.FAILED)
+        """The snapshots a plan's limits count: the owner's own and the scheduled ones, not the
+        automatic "before restore" ones."""
+        return self.exclude(kind=SnapshotKind.BEFORE_RESTORE).exclude(state=SnapshotState.FAILED)
 
 
 class Snapshot(models.Model):
@@ -80,6 +82,9 @@ class Snapshot(models.Model):
     )
     size_bytes = models.BigIntegerField(default=0, help_text="Bytes its layer takes on disk.")
     disk_bytes = models.BigIntegerField(default=0, help_text="Size of the disk it froze.")
+    pinned = models.BooleanField(
+        default=False, help_text="Kept whatever a snapshot policy's retention says."
+    )
     quiesced = models.BooleanField(
         default=False,
         help_text="File systems were frozen by the guest agent (else crash-consistent).",

@@ -14,7 +14,7 @@ from django.template.defaultfilters import filesizeformat
 from core.errors import InvalidState, LimitExceeded
 from operations.models import Operation
 from operations.services import operation_start
-from snapshots.models import Snapshot, SnapshotOperationKind, SnapshotState
+from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.selectors import usage_for
 from vms.models import VM, VMState
 from vms.services import GIB, clean_name, lock_owner, vm_limit_check, vm_validate_size
@@ -61,8 +61,10 @@ def snapshot_take(
     name: str,
     description: str = "",
     idempotency_key: str | None = None,
+    kind: str = SnapshotKind.MANUAL,
 ) -> Operation:
-    """Freeze the VM's whole disk now, running or not. Recorded now, done by a worker."""
+    """Freeze the VM's whole disk now, running or not. Recorded now, done by a worker.
+    `kind` says who asked: the user (manual) or the VM's snapshot policy (scheduled)."""
     name = clean_name(name, what="snapshot name")
     description = clean_description(description)
     with transaction.atomic():
@@ -89,6 +91,7 @@ def snapshot_take(
             image_id=vm.image_id,
             name=name,
             description=description,
+            kind=kind,
             disk_bytes=vm.disk_bytes,
         )
         Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
@@ -217,6 +220,13 @@ def snapshot_rename(
         Snapshot.objects.filter(pk=snapshot.pk).update(**fields)
         for key, value in fields.items():
             setattr(snapshot, key, value)
+    return snapshot
+
+
+def snapshot_pin(*, snapshot: Snapshot, pinned: bool) -> Snapshot:
+    """Pin a snapshot (a snapshot policy's retention never deletes it) or unpin it."""
+    Snapshot.objects.filter(pk=snapshot.pk).update(pinned=pinned)
+    snapshot.pinned = pinned
     return snapshot
 
 

@@ -128,6 +128,20 @@ def snapshot_delete(request, pk):
 
 
 @login_required
+@require_POST
+def snapshot_pin(request, pk):
+    """Pin (pinned=1) or unpin (pinned=0) a snapshot."""
+    snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
+    pinned = request.POST.get("pinned") == "1"
+    services.snapshot_pin(snapshot=snapshot, pinned=pinned)
+    if pinned:
+        messages.success(request, f"Pinned {snapshot.name!r}: no schedule will delete it.")
+    else:
+        messages.success(request, f"Unpinned {snapshot.name!r}.")
+    return back(request, snapshot.get_absolute_url())
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def vm_new(request):
     """A new VM from an image or from one of the user's snapshots: this page lives here, above

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import ROOT
 
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
-PACKAGES = ["koding_snapshots", "core", "accounts", "operations", "vms", "snapshots"]
+PACKAGES = ["koding_snapshots", "core", "accounts", "operations", "vms", "snapshots", "schedules"]
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
@@ -25,7 +25,8 @@ def test_no_app_imports_one_above_it():
 
 
 @pytest.mark.parametrize(
-    ("lower", "upper"), [("core", "operations"), ("accounts", "vms"), ("vms", "snapshots")]
+    ("lower", "upper"),
+    [("core", "operations"), ("accounts", "vms"), ("vms", "snapshots"), ("snapshots", "schedules")],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path, lower, upper):
     for package in PACKAGES:

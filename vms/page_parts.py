@@ -3,7 +3,8 @@
 vms imports no app above it, yet the dashboard and a VM's page also show what those apps keep
 about a VM (snapshots, the plan's usage). Such an app registers a part here from its
 `AppConfig.ready`; the VM views ask every registered part for its context and render it with
-their own. A part adds keys to the context and may set attributes on the VMs it is given.
+their own. A part adds keys to the context and may set attributes on the VMs it is given; the
+key `sections` lists templates the VM page includes below its snapshots, in registration order.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def dashboard_context(request, vms: Iterable) -> dict:
 
 def vm_page_context(request, vm) -> dict:
     """The context a VM page's parts add (its full page and the part polled while it changes)."""
-    context: dict = {}
+    context: dict = {"sections": []}
     for part in _vm_page:
-        context.update(part(request, vm))
+        added = dict(part(request, vm))
+        context["sections"] += added.pop("sections", [])
+        context.update(added)
     return context

@@ -28,6 +28,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
             "size_bytes",
             "disk_bytes",
             "quiesced",
+            "pinned",
             "created_at",
         ]
         read_only_fields = fields
@@ -43,6 +44,9 @@ class SnapshotCreateSerializer(serializers.Serializer):
 class SnapshotUpdateSerializer(serializers.Serializer):
     name = NameField(max_length=NAME_MAX, required=False)
     description = TextField(max_length=Snapshot.DESCRIPTION_MAX, required=False, allow_blank=True)
+    pinned = serializers.BooleanField(
+        required=False, help_text="Pinned snapshots are never deleted by a snapshot policy."
+    )
 
 
 class SnapshotRestoreSerializer(serializers.Serializer):

@@ -68,11 +68,14 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         request=SnapshotUpdateSerializer, responses={200: SnapshotSerializer, **ERRORS_WRITE}
     )
     def partial_update(self, request, pk=None):
-        """Rename a snapshot or change its description."""
+        """Rename a snapshot, change its description, or pin or unpin it."""
         snapshot = self.get_object()
         serializer = SnapshotUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.snapshot_rename(snapshot=snapshot, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        if "pinned" in data:
+            services.snapshot_pin(snapshot=snapshot, pinned=data.pop("pinned"))
+        services.snapshot_rename(snapshot=snapshot, **data)
         return Response(SnapshotSerializer(snapshot).data)
 
     @extend_schema(request=None, responses=ACCEPTED)

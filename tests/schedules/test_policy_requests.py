@@ -1,0 +1,132 @@
+"""Setting a snapshot policy and pinning snapshots through the pages and the API."""
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from schedules.models import SnapshotPolicy
+from snapshots.models import Snapshot, SnapshotState
+from tests.factories import layer_row, vm_row
+
+POLICY = {
+    "enabled": True,
+    "schedule": "daily at 03:30",
+    "timezone": "Europe/Berlin",
+    "keep_daily": 7,
+    "keep_weekly": 4,
+}
+
+
+@pytest.fixture
+def vm(alice):
+    return vm_row(owner=alice, name="web")
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def api_as(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def ready_snapshot(vm, name="snap") -> Snapshot:
+    return Snapshot.objects.create(
+        owner=vm.owner,
+        source_vm=vm,
+        source_vm_name=vm.name,
+        image=vm.image,
+        name=name,
+        layer=layer_row(host=vm.host, parent=vm.image.layer),
+        state=SnapshotState.READY,
+    )
+
+
+@pytest.mark.django_db
+def test_the_policy_page_saves_a_policy_and_the_vm_page_shows_its_next_run(alice, vm):
+    client = signed_in(alice)
+    form = {**POLICY, "enabled": "on", "keep_last": 0, "keep_hourly": 0}
+    form.update(keep_monthly=0, keep_yearly=0)
+    response = client.post(f"/vms/{vm.pk}/policy/", form)
+    assert response.status_code == 302
+
+    policy = SnapshotPolicy.objects.get(vm=vm)
+    assert (policy.cron, policy.keep_daily, policy.keep_weekly) == ("30 3 * * *", 7, 4)
+    page = client.get(f"/vms/{vm.pk}/").content.decode()
+    assert "daily at 03:30 (Europe/Berlin)" in page
+    assert 'id="policy-next-run"' in page
+
+
+@pytest.mark.django_db
+def test_a_schedule_that_means_nothing_is_shown_beside_the_field(alice, vm):
+    form = {**POLICY, "schedule": "every so often", "enabled": "on"}
+    form.update(keep_last=0, keep_hourly=0, keep_monthly=0, keep_yearly=0)
+    response = signed_in(alice).post(f"/vms/{vm.pk}/policy/", form)
+    assert response.status_code == 200
+    assert "cron expression" in response.content.decode()
+    assert not SnapshotPolicy.objects.exists()
+
+
+@pytest.mark.django_db
+def test_another_users_vm_policy_is_a_404(alice, bob, vm):
+    assert signed_in(bob).get(f"/vms/{vm.pk}/policy/").status_code == 404
+    assert signed_in(bob).post(f"/vms/{vm.pk}/policy/delete/").status_code == 404
+    assert api_as(bob).put(f"/api/vms/{vm.pk}/policy/", POLICY, format="json").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_api_sets_reads_and_removes_a_policy(alice, vm):
+    api = api_as(alice)
+    assert api.get(f"/api/vms/{vm.pk}/policy/").status_code == 404
+
+    response = api.put(f"/api/vms/{vm.pk}/policy/", POLICY, format="json")
+    assert response.status_code == 200, response.json()
+    body = api.get(f"/api/vms/{vm.pk}/policy/").json()
+    assert body["cron"] == "30 3 * * *" and body["keep_daily"] == 7
+    assert body["next_run_at"] is not None
+
+    assert api.delete(f"/api/vms/{vm.pk}/policy/").status_code == 204
+    assert not SnapshotPolicy.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("schedule", "now and then"), ("timezone", "Mars/Olympus"), ("keep_daily", -1)],
+)
+def test_the_api_refuses_a_bad_policy_with_400(alice, vm, field, value):
+    response = api_as(alice).put(
+        f"/api/vms/{vm.pk}/policy/", {**POLICY, field: value}, format="json"
+    )
+    assert response.status_code == 400
+    assert field in str(response.json())
+    assert not SnapshotPolicy.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_snapshot_is_pinned_and_unpinned_from_its_vm_page_and_the_api(alice, vm):
+    snapshot = ready_snapshot(vm)
+    client = signed_in(alice)
+    client.post(f"/snapshots/{snapshot.pk}/pin/", {"pinned": "1"})
+    snapshot.refresh_from_db()
+    assert snapshot.pinned
+    assert "Unpin" in client.get(f"/vms/{vm.pk}/").content.decode()
+
+    response = api_as(alice).patch(
+        f"/api/snapshots/{snapshot.pk}/", {"pinned": False}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["pinned"] is False
+    snapshot.refresh_from_db()
+    assert not snapshot.pinned
+
+
+@pytest.mark.django_db
+def test_another_users_snapshot_cannot_be_pinned(alice, bob, vm):
+    snapshot = ready_snapshot(vm)
+    assert signed_in(bob).post(f"/snapshots/{snapshot.pk}/pin/", {"pinned": "1"}).status_code == 404
+    snapshot.refresh_from_db()
+    assert not snapshot.pinned
