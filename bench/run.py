@@ -1,7 +1,7 @@
 """Runs the benchmarks and writes docs/benchmarks.md and docs/benchmarks.png.
 
 bin/bench                      everything
-bin/bench snapshots pause      some parts: snapshots, pause, storage, queue, api, scale
+bin/bench snapshots pause      some parts: snapshots, pause, storage, queue, api, scale, browse
 bin/bench --repeats 3          fewer repetitions (default 5)
 """
 
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, machine, setup_django
 
-PARTS = ("snapshots", "pause", "storage", "queue", "api", "scale")
+PARTS = ("snapshots", "pause", "storage", "queue", "api", "scale", "browse")
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     parts = args.parts or list(PARTS)
 
     setup_django()
-    from bench import api, guests, queue_latency, report, scale
+    from bench import api, browse, guests, queue_latency, report, scale
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
@@ -46,6 +46,7 @@ def main() -> None:
         "queue": ("queue_latency", queue_latency.queue_latency),
         "api": ("api", api.api_throughput),
         "scale": ("scale", scale.data_scale),
+        "browse": ("browse", lambda: browse.browse_bench(args.repeats)),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for part in PARTS:

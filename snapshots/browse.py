@@ -26,12 +26,13 @@ import datetime
 import difflib
 import os
 import stat
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dissect.extfs import extfs as _extfs
-from dissect.extfs.c_ext import EXT2, EXT3, EXT4, c_ext
+from dissect.extfs.c_ext import EXT2, EXT3, EXT4, FILETYPES, c_ext
 from dissect.hypervisor.disk import qcow2 as _qcow2
 from dissect.util.stream import AlignedStream
 
@@ -543,12 +544,17 @@ class Comparison:
         return len(self.added) + len(self.removed) + len(self.changed)
 
 
+_TABLE_PIECE = 64 * 1024  # a multiple of every inode size, so no record straddles two pieces
+_TABLE_PIECES_KEPT = 512
+
+
 class _Side:
     def __init__(self, disk: Disk):
         self.disk = disk
         self.fs = disk.fs
         self.inode_size = disk.fs.sb.s_inode_size
         self.per_group = disk.fs.sb.s_inodes_per_group
+        self.pieces: dict[int, bytes] = {}
 
     def inode_offset(self, inum: int) -> int:
         group, index = divmod(inum - 1, self.per_group)
@@ -559,23 +565,81 @@ class _Side:
         return table * self.fs.block_size + index * self.inode_size
 
     def listing(self, node) -> dict:
-        return {c.filename: c for c in node.iterdir() if c.filename not in (".", "..")}
+        """A folder's entries by name, parsed straight from its blocks (as the reader's own
+        `iterdir` does, without building a structure per entry)."""
+        data = node.open().read(node.size)
+        with_type = self.fs._dirtype == c_ext.ext2_dir_entry_2
+        limit = self.fs.sb.s_inodes_count
+        found = {}
+        offset = 0
+        while offset < len(data) - 12:
+            inum, rec_len, name_len = struct.unpack_from("<IHH", data, offset)
+            if rec_len == 0:
+                break
+            file_type = None
+            if with_type:
+                file_type = FILETYPES.get(name_len >> 8)
+                name_len &= 0xFF
+            if 0 < inum < limit:
+                name = data[offset + 8 : offset + 8 + name_len].decode(errors="surrogateescape")
+                if name not in (".", ".."):
+                    found[name] = self.fs.get_inode(inum, name, file_type)
+            offset += rec_len
+        return found
+
+    def raw(self, inum: int) -> bytes:
+        """The inode's record as it is on disk (cheaper than parsing it). The inode tables are
+        read a piece at a time and kept for a while: a comparison reads them all, both sides."""
+        piece, within = divmod(self.inode_offset(inum), _TABLE_PIECE)
+        data = self.pieces.get(piece)
+        if data is None:
+            if len(self.pieces) >= _TABLE_PIECES_KEPT:
+                self.pieces.clear()
+            self.fs.fh.seek(piece * _TABLE_PIECE)
+            data = self.pieces[piece] = self.fs.fh.read(_TABLE_PIECE)
+        return data[within : within + self.inode_size]
+
+
+def _masked(raw: bytes) -> bytes:
+    # Leaves out what changes on a mere read or says nothing of the file: the access time (and
+    # its extra bits) and the checksums.
+    return raw[:8] + raw[12:124] + raw[126:130] + raw[132:140] + raw[144:]
+
+
+def _fast_runs(raw: bytes) -> list[tuple[int | None, int]] | None:
+    """A file's block map read from its raw inode, when it lies wholly in the inode: [] for
+    inline data and fast symlinks, the extents for an extent tree of depth 0; None otherwise
+    (index blocks or an ext2/3 block map live elsewhere, so the inode alone does not say)."""
+    flags = int.from_bytes(raw[32:36], "little")
+    size = int.from_bytes(raw[4:8], "little") | int.from_bytes(raw[108:112], "little") << 32
+    kind = stat.S_IFMT(int.from_bytes(raw[0:2], "little"))
+    if flags & _INLINE_FL or (kind == stat.S_IFLNK and size < 60 and not flags & _EXTENTS_FL):
+        return []
+    if not flags & _EXTENTS_FL:
+        return None
+    block = raw[40:100]
+    magic, entries, _max, depth = struct.unpack_from("<HHHH", block, 0)
+    if magic != 0xF30A or depth != 0 or entries > 4:
+        return None
+    runs: list[tuple[int | None, int]] = []
+    position = 0
+    for index in range(entries):
+        first, length, start_hi, start_lo = struct.unpack_from("<IHHI", block, 12 + 12 * index)
+        if first != position:
+            runs.append((None, first - position))
+        if length > 0x8000:  # not yet written: reads as zeros
+            runs.append((None, length - 0x8000))
+            position = first + length - 0x8000
+            continue
+        runs.append(((start_hi << 32) | start_lo, length))
+        position = first + length
+    return runs
 
 
 def _runs(node) -> list[tuple[int | None, int]]:
     if node.inode.i_flags & _INLINE_FL:
         return []
     return [tuple(run) for run in node.dataruns()]
-
-
-def _runs_are_in_inode(node) -> bool:
-    """Whether a file's block map lives wholly in its inode (extents of depth 0, or inline)."""
-    flags = node.inode.i_flags
-    if flags & _INLINE_FL:
-        return True
-    if not flags & _EXTENTS_FL:
-        return False
-    return int.from_bytes(bytes(node.inode.i_block[6:8]), "little") == 0
 
 
 def _touched(runs, block_size: int, changed: Ranges | None, size: int) -> list[tuple[int, int]]:
@@ -609,33 +673,30 @@ class _Comparer:
         )
         self.seen: set[tuple[int, int]] = set()
 
-    def inode_untouched(self, inum: int) -> bool:
-        if self.changed is None:
-            return False
-        offset = self.old.inode_offset(inum)
-        if offset != self.new.inode_offset(inum):
-            return False
-        return not self.changed.touches(offset, offset + self.old.inode_size)
+    def same_record(self, old_inum: int, new_inum: int) -> bool:
+        """Whether two inodes hold the same metadata and block map (their raw records equal
+        but for the access time and checksums): then only their blocks can make them differ."""
+        return _masked(self.old.raw(old_inum)) == _masked(self.new.raw(new_inum))
 
     def run(self) -> Comparison:
-        self.compare_dirs(self.old.fs.root, self.new.fs.root, [], self.inode_untouched(2))
+        root = self.old.fs.root
+        self.compare_dirs(root, self.new.fs.root, [], self.same_record(2, 2))
         for changes in (self.result.added, self.result.removed, self.result.changed):
             changes.sort(key=lambda c: c.path)
         return self.result
 
-    def compare_dirs(self, old_dir, new_dir, parts: list[str], same_inode: bool) -> None:
+    def compare_dirs(self, old_dir, new_dir, parts: list[str], same: bool) -> None:
         key = (old_dir.inum, new_dir.inum)
         if key in self.seen:  # a damaged file system with a folder linked twice
             return
         self.seen.add(key)
         old_entries = self.old.listing(old_dir)
-        new_entries = old_entries
-        if not (
-            same_inode
-            and _runs_are_in_inode(old_dir)
-            and not _touched(_runs(old_dir), self.old.fs.block_size, self.changed, old_dir.size)
-        ):
+        runs = _fast_runs(self.old.raw(old_dir.inum)) if same else None
+        if runs is None or _touched(runs, self.old.fs.block_size, self.changed, old_dir.size):
             new_entries = self.new.listing(new_dir)
+        else:  # the same entries, pointing at the same inodes: read those on the new side
+            get = self.new.fs.get_inode
+            new_entries = {name: get(n.inum, name, n._filetype) for name, n in old_entries.items()}
         for name in sorted(old_entries.keys() | new_entries.keys()):
             old, new = old_entries.get(name), new_entries.get(name)
             child = [*parts, name]
@@ -667,8 +728,10 @@ class _Comparer:
 
     def compare_entries(self, old, new, parts: list[str]) -> None:
         self.result.entries_compared += 1
-        same_inode = old.inum == new.inum and self.inode_untouched(old.inum)
-        o, n = old.inode, (old.inode if same_inode else new.inode)
+        if self.same_record(old.inum, new.inum):
+            self.compare_same_records(old, new, parts)
+            return
+        o, n = old.inode, new.inode
         old_kind, new_kind = stat.S_IFMT(o.i_mode), stat.S_IFMT(n.i_mode)
         changes: list[str] = []
         if old_kind != new_kind:
@@ -683,18 +746,18 @@ class _Comparer:
                 n.i_gid_high,
             ):
                 changes.append("owner")
-            if old.size != (old.size if same_inode else new.size):
+            if old.size != new.size:
                 changes.append("size")
-            if old.mtime_ns != (old.mtime_ns if same_inode else new.mtime_ns):
+            if old.mtime_ns != new.mtime_ns:
                 changes.append("modified")
             if old_kind == stat.S_IFLNK and old.link != new.link:
                 changes.append("target")
-            if old_kind == stat.S_IFREG and self.content_differs(old, new, same_inode):
+            if old_kind == stat.S_IFREG and self.content_differs(old, new, None):
                 changes.append("content")
         if changes:
             self.result.changed.append(self.change(old, new, parts, tuple(changes)))
         if old_kind == new_kind == stat.S_IFDIR:
-            self.compare_dirs(old, new, parts, same_inode)
+            self.compare_dirs(old, new, parts, False)
         elif old_kind != new_kind:
             if old_kind == stat.S_IFDIR:
                 for name, child in sorted(self.old.listing(old).items()):
@@ -703,17 +766,34 @@ class _Comparer:
                 for name, child in sorted(self.new.listing(new).items()):
                     self.gone(child, [*parts, name], self.result.added, self.new, after=True)
 
-    def content_differs(self, old, new, same_inode: bool) -> bool:
-        size = old.size
-        if not same_inode and new.size != size:
+    def compare_same_records(self, old, new, parts: list[str]) -> None:
+        """Two entries whose inodes are alike: only their blocks (contents, a folder's entries,
+        a long link's target) can differ, and only where the layers changed."""
+        raw = self.old.raw(old.inum)
+        kind = stat.S_IFMT(int.from_bytes(raw[0:2], "little"))
+        if kind == stat.S_IFDIR:
+            self.compare_dirs(old, new, parts, True)
+        elif kind == stat.S_IFREG:
+            size = int.from_bytes(raw[4:8], "little") | int.from_bytes(raw[108:112], "little") << 32
+            if self.content_differs(old, new, _fast_runs(raw), size):
+                self.result.changed.append(self.change(old, new, parts, ("content",)))
+        elif kind == stat.S_IFLNK and _fast_runs(raw) != [] and old.link != new.link:
+            self.result.changed.append(self.change(old, new, parts, ("target",)))
+
+    def content_differs(self, old, new, same_runs: list | None, size: int | None = None) -> bool:
+        """Whether two files' contents differ. `same_runs`: the block map both are known to
+        share (their inodes are alike, and `size` theirs), else None."""
+        size = old.size if size is None else size
+        if same_runs is None and new.size != size:
             return True
-        block_size = self.old.fs.block_size
-        if same_inode and old.inode.i_flags & _INLINE_FL:
-            return False
-        old_runs = _runs(old)
-        new_runs = old_runs if same_inode and _runs_are_in_inode(old) else _runs(new)
-        if old_runs == new_runs and not (old.inode.i_flags & _INLINE_FL):
-            spans = _touched(old_runs, block_size, self.changed, size)
+        if same_runs is None:
+            if old.inode.i_flags & _INLINE_FL or new.inode.i_flags & _INLINE_FL:
+                return old.open().read(size) != new.open().read(size)
+            old_runs, new_runs = _runs(old), _runs(new)
+        else:
+            old_runs = new_runs = same_runs
+        if old_runs == new_runs:
+            spans = _touched(old_runs, self.old.fs.block_size, self.changed, size)
         else:
             spans = [(0, size)] if size else []
         if not spans:

@@ -478,6 +478,14 @@ def test_two_layers_apart_add_up_both_layers_changes(api, snaps):
     }
 
 
+def test_a_change_in_a_folder_whose_entries_did_not_change_is_found(api, snaps):
+    # /etc is the same folder in two and four (its entries were read once); /etc/hostname is not.
+    body = compare(api, snaps["four"], snaps["two"])
+    assert paths(body["added"]) == ["/home/alice/data/file3"]
+    assert body["removed"] == []
+    assert {c["path"]: c["changes"] for c in body["changed"]} == {"/etc/hostname": ["mode"]}
+
+
 def test_unrelated_disks_compare_in_full(snaps):
     result = browse.snapshots_compare(old=snaps["dirty"], new=snaps["two"])
     assert result.changed_region_bytes is None  # no common layer: everything may differ
