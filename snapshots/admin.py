@@ -13,10 +13,12 @@ class SnapshotAdmin(admin.ModelAdmin):
         "pinned",
         "state",
         "size_bytes",
+        "includes_memory",
+        "memory_bytes",
         "quiesced",
         "created_at",
     ]
-    list_filter = ["state", "kind", "pinned", "quiesced", "created_at"]
+    list_filter = ["state", "kind", "pinned", "includes_memory", "quiesced", "created_at"]
     search_fields = ["name", "owner__username", "source_vm_name", "id"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner", "source_vm", "image", "layer", "parent"]
@@ -25,6 +27,8 @@ class SnapshotAdmin(admin.ModelAdmin):
         "layer",
         "size_bytes",
         "disk_bytes",
+        "includes_memory",
+        "memory_bytes",
         "quiesced",
         "state",
         "created_at",

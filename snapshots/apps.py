@@ -9,7 +9,7 @@ class SnapshotsConfig(AppConfig):
         from operations import registry
         from snapshots import runners, views
         from snapshots.models import SnapshotOperationKind as Kind
-        from vms import page_parts
+        from vms import page_parts, reconciler
         from vms.runners import vm_create_run
 
         for kind, run in (
@@ -19,5 +19,6 @@ class SnapshotsConfig(AppConfig):
             (Kind.DELETE, runners.snapshot_delete_run),
         ):
             registry.register(kind, kind.label, run=run, repair=runners.snapshot_operation_repair)
+        reconciler.volume_keeper_register(runners.memory_volumes_kept)
 
         page_parts.register(dashboard=views.dashboard_part, vm_page=views.vm_page_part)

@@ -3,7 +3,7 @@ from django import forms
 from snapshots.models import Snapshot
 
 
-class SnapshotTakeForm(forms.Form):
+class SnapshotRenameForm(forms.Form):
     name = forms.CharField(max_length=Snapshot.NAME_MAX)
     description = forms.CharField(
         max_length=Snapshot.DESCRIPTION_MAX,
@@ -12,8 +12,12 @@ class SnapshotTakeForm(forms.Form):
     )
 
 
-class SnapshotRenameForm(SnapshotTakeForm):
-    pass
+class SnapshotTakeForm(SnapshotRenameForm):
+    include_memory = forms.BooleanField(
+        required=False,
+        label="Include memory",
+        help_text="A running VM only: restoring it resumes the running programs, without a reboot.",
+    )
 
 
 class SnapshotNewVMForm(forms.Form):

@@ -2,6 +2,7 @@
 
 A snapshot is a read-only disk layer frozen at one moment, with the name its owner gave it. It
 belongs to the owner, not to the VM: it outlives the VM and can seed any number of new VMs.
+A live snapshot also keeps the running guest's memory, in a file of its own beside the layer.
 """
 
 import uuid
@@ -80,7 +81,9 @@ class Snapshot(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
-    size_bytes = models.BigIntegerField(default=0, help_text="Bytes its layer takes on disk.")
+    size_bytes = models.BigIntegerField(
+        default=0, help_text="Bytes it takes on disk: its layer, and its memory file if any."
+    )
     disk_bytes = models.BigIntegerField(default=0, help_text="Size of the disk it froze.")
     pinned = models.BooleanField(
         default=False, help_text="Kept whatever a snapshot policy's retention says."
@@ -88,6 +91,14 @@ class Snapshot(models.Model):
     quiesced = models.BooleanField(
         default=False,
         help_text="File systems were frozen by the guest agent (else crash-consistent).",
+    )
+    includes_memory = models.BooleanField(
+        default=False,
+        help_text="Also keeps the running guest's memory: restoring it onto its own VM resumes "
+        "the programs where they were, without a reboot.",
+    )
+    memory_bytes = models.BigIntegerField(
+        default=0, help_text="Bytes its memory file takes (part of its size)."
     )
     state = models.CharField(
         max_length=16, choices=SnapshotState.choices, default=SnapshotState.CREATING
@@ -115,3 +126,12 @@ class Snapshot(models.Model):
         if self.source_vm_id is not None:
             return reverse("vm_detail", args=[self.source_vm_id]) + f"#snapshot-{self.id}"
         return reverse("snapshot_list") + f"#snapshot-{self.id}"
+
+    @property
+    def memory_volume(self) -> str:
+        """Name of its memory file, a volume in the storage pool of its layer's host."""
+        return memory_volume_name(self.id)
+
+
+def memory_volume_name(snapshot_id) -> str:
+    return f"{snapshot_id}.memory"

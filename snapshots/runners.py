@@ -5,6 +5,12 @@ onto it (for a running guest, an external disk-only snapshot in libvirt; the gue
 milliseconds): the old active layer, no longer written to, becomes the snapshot's. Restoring
 makes a new empty layer on top of the snapshot's layer and points the VM's disk at it. Neither
 copies data, so neither costs more for a bigger disk.
+
+A snapshot with memory also saves the running guest's memory into a file of its own (a volume
+named by the snapshot's id, in the pool of its layer), while the guest runs, switching the disk
+at the moment the memory is complete. libvirt 9.0 cannot revert such a snapshot, so the restore
+is done here: the memory is resumed onto a new empty layer on the snapshot's layer, the very
+disk it was saved with, never any other.
 """
 
 from __future__ import annotations
@@ -15,10 +21,16 @@ from core.errors import OperationFailed
 from operations.failpoints import failpoint
 from operations.models import Operation
 from operations.services import operation_report
-from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
+from snapshots.models import (
+    Snapshot,
+    SnapshotKind,
+    SnapshotOperationKind,
+    SnapshotState,
+    memory_volume_name,
+)
 from snapshots.services import snapshot_forget
 from vms import hypervisor, layers
-from vms.models import VM, Layer
+from vms.models import VM, Host, Layer
 from vms.runners import domain_define, vm_operation_repair, vm_sync_state
 
 
@@ -39,37 +51,81 @@ def snapshot_take_run(operation: Operation) -> dict:
         raise OperationFailed("The snapshot was deleted before it could be taken.")
     if snapshot.state != SnapshotState.CREATING:
         return {"snapshot": str(snapshot.pk)}  # done by an earlier delivery
+    memory = snapshot.memory_volume if snapshot.includes_memory else None
     try:
-        frozen, quiesced = switch_to_new_layer(vm, operation)
+        frozen, quiesced = switch_to_new_layer(vm, operation, memory_volume=memory)
     except BaseException:
         snapshot.delete()
+        if memory:
+            memory_free(vm.host, memory)
         raise
+    memory_bytes = memory_size(vm.host, memory) if memory else 0
     with transaction.atomic():
         Snapshot.objects.filter(pk=snapshot.pk).update(
             layer=frozen,
             parent=vm.current_snapshot_id,
             quiesced=quiesced,
-            size_bytes=frozen.allocation,
+            memory_bytes=memory_bytes,
+            size_bytes=frozen.allocation + memory_bytes,
             state=SnapshotState.READY,
         )
         VM.objects.filter(pk=vm.pk).update(current_snapshot=snapshot)
-    return {"snapshot": str(snapshot.pk), "quiesced": quiesced}
+    return {"snapshot": str(snapshot.pk), "quiesced": quiesced, "memory_bytes": memory_bytes}
 
 
-def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
-    """Put a new empty layer on top of the VM's disk and make it the one written to.
+def memory_free(host: Host, volume: str) -> None:
+    """Delete a memory file (already gone is fine)."""
+    hypervisor.volume_delete(host.libvirt_uri, host.pool_name, volume)
+
+
+def memory_size(host: Host, volume: str) -> int:
+    return hypervisor.volume_info(host.libvirt_uri, host.pool_name, volume).allocation
+
+
+def memory_volumes_kept(host: Host) -> set[str]:
+    """The memory files the reconciler must keep: those of every snapshot with memory, from
+    the moment it is requested (names are ids, so other hosts' names do no harm)."""
+    ids = Snapshot.objects.filter(includes_memory=True).values_list("pk", flat=True)
+    return {memory_volume_name(pk) for pk in ids}
+
+
+def switch_to_new_layer(
+    vm: VM, operation: Operation, *, memory_volume: str | None = None
+) -> tuple[Layer, bool]:
+    """Put a new empty layer on top of the VM's disk and make it the one written to; with
+    `memory_volume`, save the running guest's memory into that new volume at the same moment.
 
     Returns the old active layer (now read-only, with its final size recorded) and whether
     the guest's file systems were quiesced.
     """
     old = vm.active_layer
+    uri = vm.host.libvirt_uri
     operation_report(operation, progress=20, message="Preparing a new disk layer")
     new = layers.layer_create(host=vm.host, parent=old, virtual_size=old.virtual_size)
     quiesced = False
     running = _running(vm)
     try:
-        if running:
-            uri = vm.host.libvirt_uri
+        if memory_volume and not running:
+            raise OperationFailed(
+                f"VM {vm.name!r} stopped before its memory could be kept; the snapshot was not "
+                "taken. Start it and take the snapshot again, or take one without memory."
+            )
+        if memory_volume:
+            # Made through the storage API, so that the pool knows it (and a remote host works);
+            # libvirt then writes the memory into it.
+            memory = hypervisor.volume_create(
+                uri, vm.host.pool_name, memory_volume, capacity=0, fmt="raw"
+            )
+            operation_report(operation, progress=40, message="Saving the memory and the disk")
+            hypervisor.domain_snapshot_disk(
+                uri,
+                vm.domain_uuid,
+                layers.layer_path(new),
+                quiesce=False,
+                memory_path=memory.path,
+            )
+            failpoint("snapshot.take.switched")
+        elif running:
             quiesced = hypervisor.domain_agent_connected(uri, vm.domain_uuid)
             operation_report(
                 operation,
@@ -86,9 +142,10 @@ def switch_to_new_layer(vm: VM, operation: Operation) -> tuple[Layer, bool]:
     VM.objects.filter(pk=vm.pk).update(active_layer=new)
     vm.active_layer = new
     operation_report(operation, progress=80, message="Recording the snapshot")
-    if not running:
+    if not running or memory_volume:
         # A stopped VM boots from the new layer next time. (For a running one, libvirt has
-        # already written the new layer into the persistent definition too.)
+        # already written the new layer into the persistent definition too; after a memory
+        # snapshot it is written again, to be sure of it.)
         domain_define(vm)
     return layers.layer_freeze(old), quiesced
 
@@ -101,6 +158,8 @@ def snapshot_restore_run(operation: Operation) -> dict:
     if snapshot is None or snapshot.layer is None:
         raise OperationFailed("The snapshot was deleted before it could be restored.")
     uri = vm.host.libvirt_uri
+    # Decided with the request: only onto the VM the memory was saved from.
+    memory = bool(operation.params.get("memory")) and snapshot.includes_memory
     was_running = _running(vm)
     Operation.objects.filter(pk=operation.pk).update(
         params={**operation.params, "was_running": was_running}
@@ -141,11 +200,31 @@ def snapshot_restore_run(operation: Operation) -> dict:
     frozen = layers.layer_freeze(old)
     Snapshot.objects.filter(pk=undo.pk).update(size_bytes=frozen.allocation)
     _drop_older_undo_snapshots(vm, keep=undo)
-    if was_running:
+    if memory:
+        operation_report(operation, progress=85, message="Resuming the saved memory")
+        memory_resume(vm, snapshot, new)
+    elif was_running:
         operation_report(operation, progress=85, message="Booting")
         hypervisor.domain_start(uri, vm.domain_uuid)
     vm_sync_state(vm)
-    return {"undo_snapshot": str(undo.pk)}
+    return {"undo_snapshot": str(undo.pk), "memory": memory}
+
+
+def memory_resume(vm: VM, snapshot: Snapshot, new: Layer) -> None:
+    """Resume the guest from the snapshot's memory on `new`, a layer built on the snapshot's.
+
+    The domain's persistent definition already names `new` (`domain_define`), so a later boot
+    uses it too; the running guest gets the definition saved with its memory, its disk moved
+    from the snapshot's layer to `new`.
+    """
+    host = vm.host
+    hypervisor.domain_restore_memory(
+        host.libvirt_uri,
+        vm.domain_uuid,
+        hypervisor.volume_info(host.libvirt_uri, host.pool_name, snapshot.memory_volume).path,
+        saved_disk_path=layers.layer_path(snapshot.layer),
+        disk_path=layers.layer_path(new),
+    )
 
 
 def _drop_older_undo_snapshots(vm: VM, *, keep: Snapshot) -> None:
@@ -163,10 +242,16 @@ def _drop_older_undo_snapshots(vm: VM, *, keep: Snapshot) -> None:
 
 
 def snapshot_delete_run(operation: Operation) -> dict:
-    """Free the deleted snapshot's layer, and those under it, where nothing needs them."""
+    """Free the deleted snapshot's memory file, and its layer and those under it where nothing
+    needs them."""
+    memory = operation.params.get("memory")
+    if memory:
+        host = Host.objects.filter(pk=memory["host"]).first()
+        if host is not None:
+            memory_free(host, memory["volume"])
     layer_id = operation.params.get("layer")
     freed = layers.layer_release(layer_id) if layer_id else []
-    return {"freed_layers": len(freed)}
+    return {"freed_layers": len(freed), "freed_memory": bool(memory)}
 
 
 def snapshot_operation_repair(operation: Operation) -> str:
@@ -215,12 +300,27 @@ def _recover_take(operation: Operation, vm: VM | None) -> str:
         vm.active_layer = switched
         domain_define(vm)
         frozen = layers.layer_freeze(old)
+        # The disk switches only once the memory is complete, so a switched disk means a whole
+        # memory file.
+        memory_bytes = 0
+        if snapshot.includes_memory:
+            try:
+                memory_bytes = memory_size(vm.host, snapshot.memory_volume)
+            except hypervisor.VolumeNotFound:
+                snapshot.includes_memory = False
         Snapshot.objects.filter(pk=snapshot.pk).update(
-            layer=frozen, size_bytes=frozen.allocation, state=SnapshotState.READY
+            layer=frozen,
+            parent=vm.current_snapshot_id,  # as recorded before the roll forward
+            includes_memory=snapshot.includes_memory,
+            memory_bytes=memory_bytes,
+            size_bytes=frozen.allocation + memory_bytes,
+            state=SnapshotState.READY,
         )
         vm_sync_state(vm)
         return "The snapshot had been taken; it was recorded."
     snapshot.delete()
+    if snapshot.includes_memory:
+        memory_free(vm.host, snapshot.memory_volume)
     if switched is not None:
         layers.layer_release(switched.pk)
     return "The snapshot was not taken; nothing of it was kept. " + vm_sync_state(vm)
@@ -231,6 +331,8 @@ def _recover_restore(operation: Operation, vm: VM) -> str:
     if restored:
         domain_define(vm)
         message = "The restore had switched the disk; it was completed."
+        if operation.params.get("memory") and not _running(vm):
+            message += " " + _recover_memory_resume(operation, vm)
     else:
         # The disk was not switched: an undo snapshot of the unchanged disk is not needed.
         Snapshot.objects.filter(
@@ -243,3 +345,23 @@ def _recover_restore(operation: Operation, vm: VM) -> str:
     if operation.params.get("was_running") and not _running(vm):
         hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
     return f"{message} {vm_sync_state(vm)}"
+
+
+def _recover_memory_resume(operation: Operation, vm: VM) -> str:
+    """Finish a restore with memory whose disk had switched but whose guest was not resumed.
+
+    The memory is resumed only onto a disk nothing has written to since the restore made it:
+    otherwise the guest's memory and its disk would disagree. Then the VM boots instead.
+    """
+    snapshot = (
+        Snapshot.objects.select_related("layer__host").filter(pk=operation.snapshot_id).first()
+    )
+    usable = snapshot is not None and snapshot.layer is not None
+    if usable and layers.layer_unwritten(vm.active_layer):
+        memory_resume(vm, snapshot, vm.active_layer)
+        return "The saved memory was resumed."
+    hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+    return (
+        "The VM booted from the snapshot's disk (its saved memory could not be resumed); "
+        "restore the snapshot again to resume its programs."
+    )

@@ -16,7 +16,7 @@ from operations.models import Operation
 from operations.services import operation_start
 from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.selectors import usage_for
-from vms.models import VM, VMState
+from vms.models import VM, Layer, VMState
 from vms.services import GIB, clean_name, lock_owner, vm_limit_check, vm_validate_size
 
 
@@ -62,9 +62,12 @@ def snapshot_take(
     description: str = "",
     idempotency_key: str | None = None,
     kind: str = SnapshotKind.MANUAL,
+    include_memory: bool = False,
 ) -> Operation:
     """Freeze the VM's whole disk now, running or not. Recorded now, done by a worker.
-    `kind` says who asked: the user (manual) or the VM's snapshot policy (scheduled)."""
+    `kind` says who asked: the user (manual) or the VM's snapshot policy (scheduled).
+    With `include_memory` (a running VM only) the guest's memory is kept too, so that a restore
+    of this VM resumes its programs where they were instead of booting."""
     name = clean_name(name, what="snapshot name")
     description = clean_description(description)
     with transaction.atomic():
@@ -83,6 +86,11 @@ def snapshot_take(
                 f"VM {vm.name!r} is {current.get_state_display().lower()}; "
                 "a snapshot needs a VM that is running or stopped."
             )
+        if include_memory and current.state != VMState.RUNNING:
+            raise InvalidState(
+                f"VM {vm.name!r} is {current.get_state_display().lower()}, so it has no memory "
+                "to keep; take a snapshot without memory, or start the VM first."
+            )
         snapshot_limit_check(vm.owner)
         snapshot = Snapshot.objects.create(
             owner=vm.owner,
@@ -93,6 +101,7 @@ def snapshot_take(
             description=description,
             kind=kind,
             disk_bytes=vm.disk_bytes,
+            includes_memory=bool(include_memory),
         )
         Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
         operation.snapshot = snapshot
@@ -117,7 +126,12 @@ def snapshot_restore(
     *, snapshot: Snapshot, user, vm: VM | None = None, idempotency_key: str | None = None
 ) -> Operation:
     """Put the VM's disk back to the snapshot. Undoable: the current disk is kept first as an
-    automatic "before restore" snapshot. A running VM is running again afterwards."""
+    automatic "before restore" snapshot. A running VM is running again afterwards.
+
+    A snapshot with memory restored onto its own VM resumes the guest as it was at the
+    snapshot, programs running, without a reboot (even if the VM was stopped). Onto another
+    VM only its disk is put back and that VM boots: memory is only ever paired with the disk
+    it was saved with, in the VM it was saved from."""
     vm = vm or snapshot.source_vm
     if vm is None:
         raise InvalidState(
@@ -133,13 +147,14 @@ def snapshot_restore(
         )
     with transaction.atomic():
         snapshot = _ready(snapshot)
+        memory = snapshot.includes_memory and snapshot.source_vm_id == vm.pk
         operation = operation_start(
             kind=SnapshotOperationKind.RESTORE,
             owner=vm.owner,
             requester=user,
             vm=vm,
             target_name=f"{vm.name}: {snapshot.name}",
-            params={"snapshot": str(snapshot.pk)},
+            params={"snapshot": str(snapshot.pk), "memory": memory},
             idempotency_key=idempotency_key,
         )
         current = VM.objects.get(pk=vm.pk)
@@ -232,7 +247,8 @@ def snapshot_pin(*, snapshot: Snapshot, pinned: bool) -> Snapshot:
 
 def snapshot_delete(*, snapshot: Snapshot, user, idempotency_key: str | None = None) -> Operation:
     """Remove a snapshot from the user's view at once; its layer is freed in the background
-    when no disk builds on it any more (a VM or another snapshot may still need it)."""
+    when no disk builds on it any more (a VM or another snapshot may still need it), and its
+    memory file, which nothing else uses, with it."""
     with transaction.atomic():
         locked = Snapshot.objects.select_for_update().filter(pk=snapshot.pk).first()
         if locked is None or locked.state == SnapshotState.DELETING:
@@ -252,11 +268,28 @@ def snapshot_delete(*, snapshot: Snapshot, user, idempotency_key: str | None = N
             owner=locked.owner,
             requester=user,
             target_name=locked.name,
-            params={"layer": str(locked.layer_id) if locked.layer_id else None},
+            params={
+                "layer": str(locked.layer_id) if locked.layer_id else None,
+                "memory": memory_file(locked),
+            },
             idempotency_key=idempotency_key,
         )
         snapshot_forget(locked)
     return operation
+
+
+def memory_file(snapshot: Snapshot) -> dict | None:
+    """Where a snapshot's memory file is (its host and volume), for freeing it; None without."""
+    if not snapshot.includes_memory:
+        return None
+    if snapshot.layer_id is not None:
+        host_id = Layer.objects.filter(pk=snapshot.layer_id).values_list("host_id", flat=True)
+    else:
+        host_id = VM.objects.filter(pk=snapshot.source_vm_id).values_list("host_id", flat=True)
+    host_id = host_id.first()
+    if host_id is None:
+        return None
+    return {"host": host_id, "volume": snapshot.memory_volume}
 
 
 def snapshot_forget(snapshot: Snapshot) -> None:

@@ -52,6 +52,7 @@ def snapshot_take(request, vm_pk):
             user=request.user,
             name=form.cleaned_data["name"],
             description=form.cleaned_data["description"],
+            include_memory=form.cleaned_data["include_memory"],
         ),
         success=f"Taking snapshot {form.cleaned_data['name']!r} of {vm.name}…",
     )

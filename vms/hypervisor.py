@@ -506,30 +506,83 @@ def domain_agent_connected(uri: str, domain_uuid: uuid.UUID) -> bool:
 
 
 def domain_snapshot_disk(
-    uri: str, domain_uuid: uuid.UUID, new_top_path: str, *, quiesce: bool
+    uri: str,
+    domain_uuid: uuid.UUID,
+    new_top_path: str,
+    *,
+    quiesce: bool,
+    memory_path: str | None = None,
 ) -> None:
     """Switch a running guest's disk onto a prepared empty layer, atomically.
 
-    An external, disk-only snapshot without libvirt metadata, reusing the layer made through the
-    storage API: the file the guest wrote until now becomes read-only and the new layer takes
-    every write from here on. The guest pauses for milliseconds, whatever the disk size.
+    An external snapshot without libvirt metadata, reusing the layer made through the storage
+    API: the file the guest wrote until now becomes read-only and the new layer takes every
+    write from here on. Disk only, the guest pauses for milliseconds, whatever the disk size.
+
+    With `memory_path`, the guest's memory is saved into that file too, while it runs (live),
+    and the disk switches at the very moment the memory is complete: the file the guest wrote
+    until now is then exactly the disk that matches the saved memory (see
+    `domain_restore_memory`). Quiescing is pointless then: memory and disk are one moment.
     """
     ET.register_namespace(METADATA_PREFIX, METADATA_NS)
     root = ET.Element("domainsnapshot")
+    if memory_path:
+        ET.SubElement(root, "memory", snapshot="external", file=memory_path)
     disks = ET.SubElement(root, "disks")
     disk = ET.SubElement(disks, "disk", name=DISK_TARGET, snapshot="external", type="file")
     ET.SubElement(disk, "driver", type="qcow2")
     ET.SubElement(disk, "source", file=new_top_path)
     flags = (
-        libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
-        | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+        libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
         | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
         | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
     )
-    if quiesce:
-        flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
+    if memory_path:
+        flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_LIVE
+    else:
+        flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+        if quiesce:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
     with _libvirt_errors():
         _domain(uri, domain_uuid).snapshotCreateXML(ET.tostring(root, encoding="unicode"), flags)
+
+
+class MemoryMismatch(HypervisorError):
+    """A memory file does not belong to this domain, or not to the disk it was paired with."""
+
+
+def domain_restore_memory(
+    uri: str, domain_uuid: uuid.UUID, memory_path: str, *, saved_disk_path: str, disk_path: str
+) -> None:
+    """Resume a stopped domain from memory saved by `domain_snapshot_disk`, on a new disk.
+
+    libvirt 9.0 cannot revert external snapshots itself, so this does it: the definition saved
+    with the memory names the disk the guest wrote when it was saved (`saved_disk_path`, now a
+    snapshot's read-only layer); its disk is rewritten to `disk_path`, a new empty layer built
+    on that one, so the guest finds exactly the disk it had and writes into the new layer. The
+    memory is refused unless it was saved from this domain with exactly that disk: paired with
+    another disk, the guest would wreck its file system.
+    """
+    conn = connect(uri)
+    with _libvirt_errors():
+        saved = conn.saveImageGetXMLDesc(memory_path, libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE)
+    root = ET.fromstring(saved)
+    if root.findtext("uuid") != str(domain_uuid):
+        raise MemoryMismatch("The saved memory belongs to another VM; it was not restored.")
+    disks = [d for d in root.findall("devices/disk") if d.get("device", "disk") == "disk"]
+    sources = [d.find("source") for d in disks]
+    if len(disks) != 1 or sources[0] is None or sources[0].get("file") != saved_disk_path:
+        raise MemoryMismatch(
+            "The saved memory was taken with another disk than the snapshot's; it was not restored."
+        )
+    sources[0].set("file", disk_path)
+    # The chain under the new layer is read from its qcow2 header, not from the saved one.
+    for backing in disks[0].findall("backingStore"):
+        disks[0].remove(backing)
+    with _libvirt_errors():
+        conn.restoreFlags(
+            memory_path, ET.tostring(root, encoding="unicode"), libvirt.VIR_DOMAIN_SAVE_RUNNING
+        )
 
 
 def domain_block_pull(uri: str, domain_uuid: uuid.UUID, *, on_progress=None) -> None:

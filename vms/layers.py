@@ -76,6 +76,14 @@ def layer_freeze(layer: Layer) -> Layer:
     return layer
 
 
+def layer_unwritten(layer: Layer) -> bool:
+    """Whether nothing was written into a layer since it was made: it takes on disk what it took
+    when empty (a write into a new layer allocates clusters, so its file grows)."""
+    host = layer.host
+    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer.volume_name)
+    return info.allocation <= layer.allocation
+
+
 def layer_is_needed(layer: Layer) -> bool:
     """Whether anything refers to the layer: a VM, a snapshot, an image or a child layer."""
     for relation in Layer._meta.related_objects:

@@ -18,6 +18,7 @@ through `vms.layers.layer_release`, which checks exactly that under a row lock.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -36,6 +37,24 @@ from vms import hypervisor, layers
 from vms.models import VM, Host, Image, Layer, LayerState, VMState
 
 logger = logging.getLogger(__name__)
+
+# Volumes that apps above keep in a host's pool besides layers and image files (a snapshot's
+# memory file), each named by a function of the host; registered in the apps' AppConfig.ready.
+# The reconciler removes no volume one of them names.
+_VOLUME_KEEPERS: list[Callable[[Host], set[str]]] = []
+
+
+def volume_keeper_register(names: Callable[[Host], set[str]]) -> None:
+    if names not in _VOLUME_KEEPERS:
+        _VOLUME_KEEPERS.append(names)
+
+
+def volumes_kept(host: Host) -> set[str]:
+    """The volumes of `host`'s pool that are neither layers nor image files but still needed."""
+    kept: set[str] = set()
+    for names in _VOLUME_KEEPERS:
+        kept |= names(host)
+    return kept
 
 
 @dataclass
@@ -161,6 +180,7 @@ def _volumes(report: Report, host: Host, now, grace: timedelta) -> None:
         "kernel_volume", "initrd_volume"
     ):
         known |= {kernel, initrd}
+    known |= volumes_kept(host)
     for layer in Layer.objects.filter(host=host, state=LayerState.READY).only("id"):
         if layer.volume_name not in names:
             report.add(f"Layer {layer.pk}: its volume is missing from pool {pool}! Left as is.")

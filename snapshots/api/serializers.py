@@ -28,6 +28,8 @@ class SnapshotSerializer(serializers.ModelSerializer):
             "size_bytes",
             "disk_bytes",
             "quiesced",
+            "includes_memory",
+            "memory_bytes",
             "pinned",
             "created_at",
         ]
@@ -38,6 +40,12 @@ class SnapshotCreateSerializer(serializers.Serializer):
     name = NameField(max_length=NAME_MAX)
     description = TextField(
         max_length=Snapshot.DESCRIPTION_MAX, required=False, allow_blank=True, default=""
+    )
+    include_memory = serializers.BooleanField(
+        default=False,
+        help_text="Keep the running guest's memory too (a live snapshot): restoring it onto "
+        "this VM resumes its programs where they were, without a reboot. Its memory file "
+        "counts in the snapshot's size. Refused (409) for a VM that is not running.",
     )
 
 
@@ -51,7 +59,11 @@ class SnapshotUpdateSerializer(serializers.Serializer):
 
 class SnapshotRestoreSerializer(serializers.Serializer):
     vm = serializers.UUIDField(
-        required=False, allow_null=True, help_text="Restore onto this VM of yours instead."
+        required=False,
+        allow_null=True,
+        help_text="Restore onto this VM of yours instead. Only the snapshot's disk is put back "
+        "then, and that VM boots from it: a snapshot's memory resumes only the VM it was taken "
+        "of (the operation's result says `memory: false`).",
     )
 
 

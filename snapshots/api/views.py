@@ -135,6 +135,7 @@ class VMWithSnapshotsViewSet(VMViewSet):
             user=request.user,
             name=data["name"],
             description=data["description"],
+            include_memory=data["include_memory"],
             idempotency_key=key_of(request),
         )
         return accepted(operation, request)
