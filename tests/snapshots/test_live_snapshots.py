@@ -1,6 +1,8 @@
 """Live snapshots: the guest's memory kept with its disk, and resumed by a restore of its own VM
 without a reboot. Rules first (no libvirt), then one real guest that counts in memory only."""
 
+import re
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -11,10 +13,14 @@ from core.errors import InvalidState
 from operations.models import Operation
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState, memory_volume_name
 from snapshots.runners import memory_volumes_kept
-from snapshots.services import snapshot_delete, snapshot_restore, snapshot_take
+from snapshots.services import snapshot_delete, snapshot_new_vm, snapshot_restore, snapshot_take
+from tests import guest
+from tests.conftest import succeeded, wait_for
 from tests.factories import GIB, layer_row, vm_row
-from vms.models import VMState
+from vms import hypervisor
+from vms.models import VM, VMState
 from vms.reconciler import volumes_kept
+from vms.services import vm_delete
 
 
 @pytest.fixture
@@ -160,3 +166,154 @@ def test_the_admin_shows_whether_a_snapshot_has_memory_and_its_bytes(client, cha
     page = client.get(reverse("admin:snapshots_snapshot_changelist")).content.decode()
     assert "Includes memory" in page
     assert "Memory bytes" in page
+
+
+# --- A real guest ---------------------------------------------------------------------------
+
+COUNTER = "{ n=0; while :; do n=$((n+1)); echo TICK $n; sleep 0.5; done & }"
+TICK = re.compile(rb"TICK (\d+)\r?\n")
+
+
+class WorkerDied(BaseException):
+    """Stands for a worker killed on the spot: no handler of the runner sees it."""
+
+
+def console_bytes(vm) -> bytes:
+    from vms.runners import console_log_path
+
+    return console_log_path(vm).read_bytes()
+
+
+def ticks(vm, since: int = 0) -> list[int]:
+    """The counter's values the guest printed, after byte `since` of its console log."""
+    return [int(n) for n in TICK.findall(console_bytes(vm)[since:])]
+
+
+def said(vm, command: str) -> str:
+    """What a command printed, without the counter's lines printed meanwhile."""
+    lines = guest.run(vm, command).splitlines()
+    return "\n".join(line for line in lines if not re.fullmatch(r"TICK \d+", line))
+
+
+def uptime(vm) -> float:
+    return float(re.search(r"UP (\d+\.\d+)", said(vm, "echo UP $(cut -d' ' -f1 /proc/uptime)"))[1])
+
+
+def boots(vm) -> int:
+    from vms.guest_image import READY_LINE
+
+    return console_bytes(vm).count(READY_LINE.encode())
+
+
+def resumed_from(vm, since: int, *, after: int) -> list[int]:
+    """The values the counter printed after byte `since`, from where it was set back (the guest
+    that ran before the restore may have printed a few more first), once it printed three."""
+
+    def resumed():
+        values = ticks(vm, since)
+        drops = [i for i in range(1, len(values)) if values[i] < values[i - 1]]
+        if drops:
+            values = values[drops[-1] :]
+        elif values and values[0] > after + 1:
+            return None  # only the guest from before the restore so far
+        return values if len(values) >= 3 else None
+
+    return wait_for(resumed, timeout=30, what="the counter to go on")
+
+
+def memory_restore_and_check(vm, snapshot, *, before: int, after: int, up_at_take: float):
+    """Restore the snapshot; the counter goes on from its value at the snapshot, same boot."""
+    offset = len(console_bytes(vm))
+    operation = succeeded(snapshot_restore(snapshot=snapshot, user=vm.owner))
+    assert operation.result["memory"] is True
+    values = resumed_from(vm, offset, after=after)
+    assert before <= values[0] <= after + 1, (before, after, values)
+    assert values == list(range(values[0], values[0] + len(values)))
+    assert boots(vm) == 1  # no reboot
+    assert uptime(vm) >= up_at_take  # the clock of the same boot, not a fresh one
+    assert said(vm, "cat /root/marker") == "at-snapshot"  # the disk of that moment
+    vm.refresh_from_db()
+    assert vm.state == VMState.RUNNING
+    assert vm.active_layer.parent_id == snapshot.layer_id
+    uri = vm.host.libvirt_uri
+    assert hypervisor.domain_disk_path(uri, vm.domain_uuid).endswith(vm.active_layer.volume_name)
+    persistent = hypervisor.domain_xml_of(uri, vm.domain_uuid, inactive=True)
+    assert vm.active_layer.volume_name in persistent
+    return operation
+
+
+@pytest.mark.libvirt
+def test_a_live_snapshot_resumes_a_program_that_counts_in_memory(make_vm, alice, monkeypatch):
+    vm = make_vm(alice, name="counter")
+    guest.wait_for_boot(vm)
+    host = vm.host
+    guest.run(vm, "echo at-snapshot > /root/marker; sync; echo ok")
+    guest.run(vm, COUNTER)
+    wait_for(lambda: len(ticks(vm)) >= 3, timeout=30, what="the counter to count")
+
+    up_at_take = uptime(vm)
+    before = ticks(vm)[-1]
+    take = succeeded(snapshot_take(vm=vm, user=alice, name="live", include_memory=True))
+    after = ticks(vm)[-1]
+    snapshot = Snapshot.objects.select_related("layer").get(pk=take.snapshot_id)
+    assert snapshot.includes_memory and snapshot.memory_bytes > 0
+    assert snapshot.size_bytes == snapshot.layer.allocation + snapshot.memory_bytes
+    volumes = hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    assert f"{snapshot.pk}.memory" in volumes
+
+    # The counter goes on, and the disk changes.
+    guest.run(vm, "echo later > /root/marker; sync; echo ok")
+    wait_for(lambda: ticks(vm)[-1] >= after + 6, timeout=30, what="the counter to go on")
+
+    memory_restore_and_check(vm, snapshot, before=before, after=after, up_at_take=up_at_take)
+    # Again, after the counter went on from there: the same moment comes back.
+    wait_for(lambda: ticks(vm)[-1] >= after + 6, timeout=30, what="the counter to go on")
+    memory_restore_and_check(vm, snapshot, before=before, after=after, up_at_take=up_at_take)
+
+    # A worker that dies once the disk has switched, before the memory is resumed: the
+    # repair resumes it (nothing has written to the new layer yet).
+    from django.utils import timezone
+
+    from operations import services as operation_services
+    from snapshots import runners
+
+    guest.run(vm, "echo before-third > /root/marker; sync; echo ok")
+    real_enqueue = operation_services.operation_enqueue
+    monkeypatch.setattr(operation_services, "operation_enqueue", lambda operation: None)
+    restore = snapshot_restore(snapshot=snapshot, user=alice)
+    claimed = operation_services.operation_claim(restore.pk)
+    real_resume = runners.memory_resume
+    monkeypatch.setattr(runners, "memory_resume", lambda *a: (_ for _ in ()).throw(WorkerDied()))
+    with pytest.raises(WorkerDied):
+        runners.snapshot_restore_run(claimed)
+    monkeypatch.setattr(runners, "memory_resume", real_resume)
+    offset = len(console_bytes(vm))
+    later = timezone.now() + timezone.timedelta(minutes=5)
+    assert [o.pk for o in operation_services.operations_expire(now=later)] == [restore.pk]
+    restore.refresh_from_db()
+    assert "The saved memory was resumed." in restore.error
+    values = resumed_from(vm, offset, after=after)
+    assert before <= values[0] <= after + 1
+    assert boots(vm) == 1
+
+    # Undo as ever: the disk from before the last restore comes back, and the guest boots.
+    monkeypatch.setattr(operation_services, "operation_enqueue", real_enqueue)
+    undo = Snapshot.objects.get(source_vm=vm, kind=SnapshotKind.BEFORE_RESTORE)
+    assert not undo.includes_memory
+    succeeded(snapshot_restore(snapshot=undo, user=alice))
+    guest.wait_for_boot(vm, boots=2)
+    assert said(vm, "cat /root/marker") == "before-third"
+
+    # A new VM from a live snapshot boots from its disk.
+    clone = VM.objects.select_related("host", "image").get(
+        pk=succeeded(snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")).vm_id
+    )
+    guest.wait_for_boot(clone)
+    assert guest.run(clone, "cat /root/marker") == "at-snapshot"
+    assert not ticks(clone)
+
+    # Deleting the snapshot frees its memory file.
+    succeeded(vm_delete(vm=clone, user=alice))
+    succeeded(snapshot_delete(snapshot=snapshot, user=alice))
+    volumes = hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    assert f"{snapshot.pk}.memory" not in volumes
