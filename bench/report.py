@@ -86,6 +86,37 @@ def write(results: dict) -> None:
             "",
         ]
 
+    live = results.get("live_snapshots")
+    if live:
+        lines += [
+            "## Live snapshots (memory included)",
+            "",
+            "One running guest, medians of the repetitions. The pause: the time libvirt reports",
+            "the domain paused, polled from the host, and the largest gap a 10 ms loop in the",
+            "guest sees over 4 s (under software emulation the guest's clock stops while it is",
+            "paused, so the gap can hide a pause). Restore: from the call until the guest",
+            f"answers a command on its console. Memory file: {live['memory_mib']:.0f} MiB.",
+            "",
+            "| | live take (memory) | disk-only take | no take (baseline) |",
+            "|---|---|---|---|",
+            f"| domain paused (host) | {live['paused_live_take_s'] * 1000:.0f} ms | "
+            f"{live['paused_disk_take_s'] * 1000:.0f} ms | — |",
+            f"| largest gap (guest) | {live['gap_live_take_ms']} ms | "
+            f"{live['gap_disk_take_ms']} ms | {live['gap_idle_ms']} ms |",
+            f"| whole take | {live['live_take_s']:.3f} s | {live['disk_take_s']:.3f} s | — |",
+            "",
+            "| restore until the console answers | seconds |",
+            "|---|---|",
+            f"| live restore (resumes, no boot) | {live['live_restore_answer_s']:.2f} |",
+            f"| disk-only restore (boots) | {live['disk_restore_answer_s']:.2f} |",
+            "| baseline: `virsh snapshot-revert` of an internal snapshot | "
+            f"{live['internal_revert_answer_s']:.2f} |",
+            "",
+            "- Goal: a live restore no slower than the internal revert: "
+            f"{_yes(live['live_restore_answer_s'] <= live['internal_revert_answer_s'])}.",
+            "",
+        ]
+
     queue = results.get("queue_latency")
     if queue:
         lines += [

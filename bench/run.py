@@ -1,7 +1,8 @@
 """Runs the benchmarks and writes docs/benchmarks.md and docs/benchmarks.png.
 
 bin/bench                      everything
-bin/bench snapshots pause      some parts: snapshots, pause, storage, queue, api, scale, browse
+bin/bench live pause           some parts: snapshots, pause, live, storage, queue, api, scale,
+                               browse
 bin/bench --repeats 3          fewer repetitions (default 5)
 """
 
@@ -17,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, machine, setup_django
 
-PARTS = ("snapshots", "pause", "storage", "queue", "api", "scale", "browse")
+PARTS = ("snapshots", "pause", "live", "storage", "queue", "api", "scale", "browse")
 
 
 def main() -> None:
@@ -29,12 +30,13 @@ def main() -> None:
     parts = args.parts or list(PARTS)
 
     setup_django()
-    from bench import api, browse, guests, queue_latency, report, scale
+    from bench import api, browse, guests, live, queue_latency, report, scale
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
     results["date"] = datetime.date.today().isoformat()
-    lab = guests.Lab() if {"snapshots", "pause", "storage", "api", "scale"} & set(parts) else None
+    guest_parts = {"snapshots", "pause", "live", "storage", "api", "scale"}
+    lab = guests.Lab() if guest_parts & set(parts) else None
     sizes = [int(s) for s in args.sizes.split(",")]
     steps = {
         "snapshots": (
@@ -42,6 +44,7 @@ def main() -> None:
             lambda: guests.snapshot_operations(lab, sizes, args.repeats),
         ),
         "pause": ("guest_pause", lambda: guests.guest_pause(lab, args.repeats)),
+        "live": ("live_snapshots", lambda: live.live_snapshots(lab, args.repeats)),
         "storage": ("storage", lambda: guests.storage_cost(lab)),
         "queue": ("queue_latency", queue_latency.queue_latency),
         "api": ("api", api.api_throughput),

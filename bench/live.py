@@ -1,0 +1,165 @@
+"""Benchmarks of live snapshots (memory included) on a real guest, beside their baselines.
+
+- The guest's pause during a take: a live take (memory saved while the guest runs) against a
+  disk-only take, and against a window with no take at all (the loop's own jitter). Measured
+  two ways: the largest gap the guest sees in a loop stamping /proc/uptime every 10 ms (as in
+  `bench/guests.py`; under software emulation the guest's clock stops while it is paused, so
+  this can hide a pause), and the time libvirt reports the domain paused, polled from the host.
+- Restore until the guest answers on its console: a live restore (resumes, no boot) against a
+  disk-only restore (which must boot) and against `virsh snapshot-revert` of an internal
+  snapshot (memory and disk, inside the qcow2 file) of the same guest.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+from bench.common import median
+from bench.guests import MAX_GAP, PAUSE_LOOP, Lab, _ok, _timed
+
+
+def _paused_seconds(vm, action) -> tuple[float, float]:
+    """Run `action` while a thread polls the domain's state; returns (seconds the domain was
+    seen paused, seconds `action` took)."""
+    from vms import hypervisor
+
+    uri, domain = vm.host.libvirt_uri, vm.domain_uuid
+    done = threading.Event()
+    paused = [0.0]
+
+    def poll():
+        last, since = None, 0.0
+        while not done.is_set():
+            state = hypervisor.domain_state(uri, domain)
+            now = time.perf_counter()
+            if state == "paused" and last != "paused":
+                since = now
+            elif state != "paused" and last == "paused":
+                paused[0] += now - since
+            last = state
+        if last == "paused":
+            paused[0] += time.perf_counter() - since
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    seconds, _ = _timed(action)
+    done.set()
+    poller.join()
+    return paused[0], seconds
+
+
+def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None) -> float:
+    """Seconds from `start` until the guest answers a command typed on its console. With
+    `boots_before`, first wait for the guest to have booted once more (typing before its shell
+    is up would be lost)."""
+    from vms import guest_image, hypervisor
+    from vms.services import console_read
+
+    if boots_before is not None:
+        while console_read(vm=vm, max_bytes=10**7).count(guest_image.READY_LINE) <= boots_before:
+            time.sleep(0.05)
+    marker = f"{time.time_ns()}"
+    line = f'echo @A""{marker}@\n'.encode()
+    sender = threading.Thread(
+        target=hypervisor.console_send, args=(vm.host.libvirt_uri, vm.domain_uuid, line)
+    )
+    sender.start()
+    deadline = time.monotonic() + 120
+    while f"@A{marker}@" not in console_read(vm=vm, max_bytes=10**5):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{vm.name} did not answer on its console")
+        time.sleep(0.02)
+    answered = time.perf_counter() - start
+    sender.join()
+    return answered
+
+
+def _boots(vm) -> int:
+    from vms import guest_image
+    from vms.services import console_read
+
+    return console_read(vm=vm, max_bytes=10**7).count(guest_image.READY_LINE)
+
+
+def _gap_window(lab: Lab, vm, action=None) -> int:
+    """The largest gap (ms) the guest's 10 ms loop saw over 4 s, `action` in the middle."""
+    lab.run(vm, PAUSE_LOOP)
+    time.sleep(2)
+    if action:
+        action()
+    time.sleep(2)
+    return int(lab.run(vm, MAX_GAP))
+
+
+def _virsh(vm, *args: str) -> None:
+    from vms import hypervisor
+
+    argv = ["virsh", "-q", "-c", vm.host.libvirt_uri, *args]
+    argv.insert(5, hypervisor.domain_name(vm.domain_uuid))
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def live_snapshots(lab: Lab, repeats: int = 5) -> dict:
+    from snapshots.models import Snapshot
+    from snapshots.services import snapshot_delete, snapshot_restore, snapshot_take
+
+    print("  live snapshots: pause and restore...", flush=True)
+    vm = lab.vm("live")
+    samples = {
+        "gap_idle_ms": [],
+        "gap_live_take_ms": [],
+        "gap_disk_take_ms": [],
+        "paused_live_take_s": [],
+        "paused_disk_take_s": [],
+        "live_take_s": [],
+        "disk_take_s": [],
+        "live_restore_answer_s": [],
+        "disk_restore_answer_s": [],
+        "internal_revert_answer_s": [],
+        "memory_mib": [],
+    }
+    for i in range(repeats):
+        samples["gap_idle_ms"].append(_gap_window(lab, vm))
+        taken = {}
+
+        def take(kind, memory, i=i, taken=taken):
+            def action():
+                op = _ok(
+                    snapshot_take(vm=vm, user=lab.user, name=f"{kind}-{i}", include_memory=memory)
+                )
+                taken[kind] = Snapshot.objects.get(pk=op.snapshot_id)
+
+            paused, seconds = _paused_seconds(vm, action)
+            samples[f"paused_{kind}_take_s"].append(paused)
+            samples[f"{kind}_take_s"].append(seconds)
+
+        samples["gap_live_take_ms"].append(_gap_window(lab, vm, lambda: take("live", True)))
+        samples["gap_disk_take_ms"].append(_gap_window(lab, vm, lambda: take("disk", False)))
+        samples["memory_mib"].append(taken["live"].memory_bytes / 1024**2)
+
+        start = time.perf_counter()
+        _ok(snapshot_restore(snapshot=taken["live"], user=lab.user))
+        samples["live_restore_answer_s"].append(_answer_time(lab, vm, start))
+
+        boots = _boots(vm)
+        start = time.perf_counter()
+        _ok(snapshot_restore(snapshot=taken["disk"], user=lab.user))
+        samples["disk_restore_answer_s"].append(_answer_time(lab, vm, start, boots_before=boots))
+        vm.refresh_from_db()
+        for snapshot in Snapshot.objects.filter(source_vm=vm):
+            _ok(snapshot_delete(snapshot=snapshot, user=lab.user))
+        vm.refresh_from_db()
+
+    # Last, as libvirt then holds snapshot metadata for the domain (the VM goes right after).
+    _virsh(vm, "snapshot-create-as", "--name", "bench-internal")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _virsh(vm, "snapshot-revert", "--snapshotname", "bench-internal", "--running")
+        samples["internal_revert_answer_s"].append(_answer_time(lab, vm, start))
+    _virsh(vm, "snapshot-delete", "--snapshotname", "bench-internal")
+    lab.delete(vm)
+    results = {key: median(values) for key, values in samples.items()}
+    results["samples"] = samples
+    return results
