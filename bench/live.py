@@ -4,7 +4,9 @@
   disk-only take, and against a window with no take at all (the loop's own jitter). Measured
   two ways: the largest gap the guest sees in a loop stamping /proc/uptime every 10 ms (as in
   `bench/guests.py`; under software emulation the guest's clock stops while it is paused, so
-  this can hide a pause), and the time libvirt reports the domain paused, polled from the host.
+  this can hide a pause), the time the domain is seen paused when polled from the host, and
+  for the live take the downtime libvirt reports for its memory job (`virsh domjobinfo
+  --completed`): the real pause, too short for the poll to catch.
 - Restore until the guest answers on its console: a live restore (resumes, no boot) against a
   disk-only restore (which must boot) and against `virsh snapshot-revert` of an internal
   snapshot (memory and disk, inside the qcow2 file) of the same guest.
@@ -48,6 +50,19 @@ def _paused_seconds(vm, action) -> tuple[float, float]:
     done.set()
     poller.join()
     return paused[0], seconds
+
+
+def _downtime_ms(vm) -> int | None:
+    """The downtime libvirt reports for the domain's last completed job (a memory save)."""
+    from vms import hypervisor
+
+    argv = ["virsh", "-q", "-c", vm.host.libvirt_uri, "domjobinfo", "--completed"]
+    argv.append(hypervisor.domain_name(vm.domain_uuid))
+    out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    for line in out.splitlines():
+        if line.startswith("Total downtime:"):
+            return int(line.split(":", 1)[1].split()[0])
+    return None
 
 
 def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None) -> float:
@@ -113,6 +128,7 @@ def live_snapshots(lab: Lab, repeats: int = 5) -> dict:
         "gap_disk_take_ms": [],
         "paused_live_take_s": [],
         "paused_disk_take_s": [],
+        "downtime_live_take_ms": [],
         "live_take_s": [],
         "disk_take_s": [],
         "live_restore_answer_s": [],
@@ -136,6 +152,7 @@ def live_snapshots(lab: Lab, repeats: int = 5) -> dict:
             samples[f"{kind}_take_s"].append(seconds)
 
         samples["gap_live_take_ms"].append(_gap_window(lab, vm, lambda: take("live", True)))
+        samples["downtime_live_take_ms"].append(_downtime_ms(vm) or 0)
         samples["gap_disk_take_ms"].append(_gap_window(lab, vm, lambda: take("disk", False)))
         samples["memory_mib"].append(taken["live"].memory_bytes / 1024**2)
 
