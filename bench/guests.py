@@ -38,7 +38,7 @@ class Lab:
 
         from accounts.models import Plan, User
         from vms import hypervisor
-        from vms.images import image_build_busybox
+        from vms.image_upload import image_build_busybox
         from vms.models import VM, Image
         from vms.services import host_ensure_default
 
@@ -71,11 +71,11 @@ class Lab:
         return vm
 
     def wait_for_boot(self, vm, boots: int = 1, timeout: float = 120):
-        from vms import guest_image
+        from vms import image_build
         from vms.services import console_read
 
         deadline = time.monotonic() + timeout
-        while console_read(vm=vm, max_bytes=10**7).count(guest_image.READY_LINE) < boots:
+        while console_read(vm=vm, max_bytes=10**7).count(image_build.READY_LINE) < boots:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{vm.name} did not boot")
             time.sleep(0.3)

@@ -69,11 +69,11 @@ def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None)
     """Seconds from `start` until the guest answers a command typed on its console. With
     `boots_before`, first wait for the guest to have booted once more (typing before its shell
     is up would be lost)."""
-    from vms import guest_image, hypervisor
+    from vms import hypervisor, image_build
     from vms.services import console_read
 
     if boots_before is not None:
-        while console_read(vm=vm, max_bytes=10**7).count(guest_image.READY_LINE) <= boots_before:
+        while console_read(vm=vm, max_bytes=10**7).count(image_build.READY_LINE) <= boots_before:
             time.sleep(0.05)
     marker = f"{time.time_ns()}"
     line = f'echo @A""{marker}@\n'.encode()
@@ -92,10 +92,10 @@ def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None)
 
 
 def _boots(vm) -> int:
-    from vms import guest_image
+    from vms import image_build
     from vms.services import console_read
 
-    return console_read(vm=vm, max_bytes=10**7).count(guest_image.READY_LINE)
+    return console_read(vm=vm, max_bytes=10**7).count(image_build.READY_LINE)
 
 
 def _gap_window(lab: Lab, vm, action=None) -> int:

@@ -211,15 +211,15 @@ def sync_tasks(monkeypatch):
 @pytest.fixture(scope="session")
 def guest_files(tmp_path_factory):
     """The busybox guest image, built once per test run from the Debian packages."""
-    from vms import guest_image
+    from vms import image_build
 
-    return guest_image.build(tmp_path_factory.mktemp("guest-image"))
+    return image_build.build(tmp_path_factory.mktemp("guest-image"))
 
 
 @pytest.fixture(scope="session")
 def image_files(test_pool, guest_files):
     """The busybox image's volumes, uploaded into the test pool once per run."""
-    from vms.images import image_upload, image_volumes
+    from vms.image_upload import image_upload, image_volumes
     from vms.models import Host
 
     layer_id = image_upload(host=Host(**test_pool), files=guest_files)
@@ -232,7 +232,7 @@ def image(host, image_files, guest_files):
     """The busybox image, registered on the test host (uploaded again only if a test deleted
     its volumes)."""
     from vms import hypervisor
-    from vms.images import image_record, image_upload, image_volumes
+    from vms.image_upload import image_record, image_upload, image_volumes
 
     layer_id = image_files
     present = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))

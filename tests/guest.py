@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vms import guest_image
+from vms import image_build
 from vms.models import VM
 from vms.services import console_read, console_send
 
@@ -17,7 +17,7 @@ _markers = itertools.count(1)
 def wait_for_boot(vm: VM, *, boots: int = 1, timeout: float = 90) -> None:
     """Wait until the guest has come up `boots` times in all (its console log keeps them all)."""
     deadline = time.monotonic() + timeout
-    while console_read(vm=vm, max_bytes=10**7).count(guest_image.READY_LINE) < boots:
+    while console_read(vm=vm, max_bytes=10**7).count(image_build.READY_LINE) < boots:
         if time.monotonic() > deadline:
             pytest.fail(f"The guest did not boot in {timeout} s:\n{console_read(vm=vm)[-2000:]}")
         time.sleep(0.3)

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.access import get_owned_or_404
 from core.errors import ServiceError
-from core.pages import attempt
+from core.page_actions import attempt
 from core.views import not_found
 from operations.models import Operation
 from vms import page_parts, services

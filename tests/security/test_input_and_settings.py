@@ -14,7 +14,7 @@ from snapshots.models import Snapshot
 from tests.conftest import ROOT
 from tests.factories import image_row, vm_row
 from vms import hypervisor
-from vms.images import UnsafeImage, inspect_qcow2
+from vms.image_upload import UnsafeImage, inspect_qcow2
 from vms.services import console_send
 
 HOSTILE_NAMES = [

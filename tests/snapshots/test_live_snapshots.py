@@ -200,7 +200,7 @@ def uptime(vm) -> float:
 
 
 def boots(vm) -> int:
-    from vms.guest_image import READY_LINE
+    from vms.image_build import READY_LINE
 
     return console_bytes(vm).count(READY_LINE.encode())
 

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from vms import hypervisor
-from vms.guest_image import ImageBuildError
-from vms.images import BUSYBOX_SLUG, image_build_busybox
+from vms.image_build import ImageBuildError
+from vms.image_upload import BUSYBOX_SLUG, image_build_busybox
 from vms.models import Image
 from vms.services import host_ensure_default
 

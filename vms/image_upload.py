@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from vms import guest_image, hypervisor
+from vms import hypervisor, image_build
 from vms.models import Host, Image, Layer, LayerState
 
 BUSYBOX_SLUG = "busybox"
@@ -19,7 +19,7 @@ BUSYBOX_SLUG = "busybox"
 def image_build_busybox(*, host: Host, slug: str = BUSYBOX_SLUG) -> Image:
     """Build the small busybox guest from Debian packages and register it on `host`."""
     with tempfile.TemporaryDirectory(prefix="ks-image-") as tmp:
-        files = guest_image.build(Path(tmp))
+        files = image_build.build(Path(tmp))
         return image_register(
             host=host,
             slug=slug,
@@ -60,7 +60,7 @@ def inspect_qcow2(path: str) -> dict:
 
 
 def image_register(
-    *, host: Host, slug: str, name: str, description: str, files: guest_image.GuestImageFiles
+    *, host: Host, slug: str, name: str, description: str, files: image_build.GuestImageFiles
 ) -> Image:
     """Upload an image's kernel, initrd and root disk through libvirt and record them."""
     layer_id = image_upload(host=host, files=files)
@@ -79,7 +79,7 @@ def image_volumes(layer_id: uuid.UUID) -> tuple[str, str, str]:
     return f"{layer_id}.vmlinuz", f"{layer_id}.initrd", f"{layer_id}.qcow2"
 
 
-def image_upload(*, host: Host, files: guest_image.GuestImageFiles) -> uuid.UUID:
+def image_upload(*, host: Host, files: image_build.GuestImageFiles) -> uuid.UUID:
     """Upload an image's files into the host's pool; returns the id naming its volumes."""
     inspect_qcow2(str(files.root_disk))
     uri, pool = host.libvirt_uri, host.pool_name
@@ -123,6 +123,6 @@ def image_record(
             layer=layer,
             kernel_volume=kernel_volume,
             initrd_volume=initrd_volume,
-            cmdline=guest_image.CMDLINE,
+            cmdline=image_build.CMDLINE,
             min_disk_bytes=info.capacity,
         )

@@ -1,4 +1,5 @@
-"""Helpers the HTML views share: turning a service's answer into a message for the person."""
+"""What a page's POST handler does with a service call: run it and turn its answer (or its
+refusal) into a message for the person, then go back to a page of ours."""
 
 from __future__ import annotations
 
