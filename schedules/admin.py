@@ -8,7 +8,7 @@ from schedules.models import PolicyRun, SnapshotPolicy
 class SnapshotPolicyForm(forms.ModelForm):
     class Meta:
         model = SnapshotPolicy
-        fields = ["vm", "owner", "enabled", "schedule", "timezone", *services.KEEP_FIELDS]
+        fields = ["vm", "enabled", "schedule", "timezone", *services.KEEP_FIELDS]
 
     def clean(self):
         data = super().clean()
@@ -35,20 +35,26 @@ class SnapshotPolicyAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["vm__name", "owner__username", "schedule"]
     list_select_related = ["vm", "owner"]
-    raw_id_fields = ["vm", "owner"]
-    readonly_fields = ["cron", "next_run_at", "last_run_at", "created_at", "updated_at"]
+    raw_id_fields = ["vm"]
+    readonly_fields = ["owner", "cron", "next_run_at", "last_run_at", "created_at", "updated_at"]
     inlines = [PolicyRunInline]
     form = SnapshotPolicyForm
 
+    def get_readonly_fields(self, request, obj=None):
+        # A policy belongs to its VM (its owner follows); choose the VM only when adding.
+        return [*self.readonly_fields, "vm"] if obj else self.readonly_fields
+
     def save_model(self, request, obj, form, change):
         keep = {field: getattr(obj, field) for field in services.KEEP_FIELDS}
-        services.policy_set(
+        saved = services.policy_set(
             vm=obj.vm,
             enabled=obj.enabled,
             schedule=obj.schedule,
             timezone_name=obj.timezone,
             **keep,
         )
+        # The admin goes on with `obj` (its log entry, the page it redirects to).
+        obj.pk, obj._state.adding = saved.pk, False
 
 
 @admin.register(PolicyRun)

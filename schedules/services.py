@@ -92,8 +92,9 @@ def policy_run(pk, *, now: datetime) -> PolicyRun | None:
     """Run one policy for the slot `now` stands for; None when another worker has it or it is
     not due any more."""
     with transaction.atomic():
+        # Only the policy's row: a VM or user row locked by a request must not skip the run.
         policy = (
-            SnapshotPolicy.objects.select_for_update(skip_locked=True)
+            SnapshotPolicy.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("vm", "owner")
             .filter(pk=pk, enabled=True, next_run_at__lte=now)
             .first()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from snapshots.models import Snapshot, SnapshotState
 from vms.models import VM, Host, Image, Layer, LayerState, VMState
 
 GIB = 1024**3
@@ -62,3 +63,16 @@ def vm_row(*, owner, image: Image | None = None, state: str = VMState.RUNNING, *
     vm.active_layer = layer_row(host=image.host, parent=image.layer)
     vm.save(update_fields=["active_layer"])
     return vm
+
+
+def snapshot_row(vm: VM, name: str = "snap") -> Snapshot:
+    """A ready snapshot of the VM, on a layer of its own (no volume behind it)."""
+    return Snapshot.objects.create(
+        owner=vm.owner,
+        source_vm=vm,
+        source_vm_name=vm.name,
+        image=vm.image,
+        name=name,
+        layer=layer_row(host=vm.host, parent=vm.image.layer),
+        state=SnapshotState.READY,
+    )

@@ -9,24 +9,12 @@ import time
 from playwright.sync_api import expect
 
 from operations.models import Operation, OperationState
-from snapshots.models import Snapshot, SnapshotOperationKind, SnapshotState
+from snapshots.models import SnapshotOperationKind
 from tests.browser.conftest import log_in
-from tests.factories import image_row, layer_row, vm_row
+from tests.factories import image_row, snapshot_row, vm_row
 from vms.models import VMState
 
 POLLS = 4  # poll cycles (one a second) the page must go through without losing anything
-
-
-def ready_snapshot(vm, name):
-    return Snapshot.objects.create(
-        owner=vm.owner,
-        source_vm=vm,
-        source_vm_name=vm.name,
-        image=vm.image,
-        name=name,
-        layer=layer_row(host=vm.host, parent=vm.image.layer),
-        state=SnapshotState.READY,
-    )
 
 
 def running_take(vm):
@@ -74,7 +62,7 @@ def test_a_snapshot_name_being_typed_survives_live_progress(page, alice):
 
 def test_an_open_dialog_stays_open_through_live_progress_and_its_end(page, alice):
     vm = vm_row(owner=alice, image=image_row(), state=VMState.RUNNING, name="workbench")
-    old = ready_snapshot(vm, "Golden")
+    old = snapshot_row(vm, "Golden")
     operation = running_take(vm)
     log_in(page, "alice")
     polls = count_polls(page)
@@ -88,7 +76,7 @@ def test_an_open_dialog_stays_open_through_live_progress_and_its_end(page, alice
     expect(dialog.get_by_label("Name")).to_have_value("Golden master")
 
     # The take ends while the dialog is open: the new row appears, the dialog stays.
-    new = ready_snapshot(vm, "Fresh")
+    new = snapshot_row(vm, "Fresh")
     Operation.objects.filter(pk=operation.pk).update(state=OperationState.SUCCEEDED, progress=100)
     expect(page.locator(".operation")).to_have_count(0, timeout=10_000)
     expect(page.locator("tr[data-snapshot='Fresh']")).to_be_visible()

@@ -5,8 +5,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from schedules.models import SnapshotPolicy
-from snapshots.models import Snapshot, SnapshotState
-from tests.factories import layer_row, vm_row
+from tests.factories import snapshot_row, vm_row
 
 POLICY = {
     "enabled": True,
@@ -32,18 +31,6 @@ def api_as(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
-
-
-def ready_snapshot(vm, name="snap") -> Snapshot:
-    return Snapshot.objects.create(
-        owner=vm.owner,
-        source_vm=vm,
-        source_vm_name=vm.name,
-        image=vm.image,
-        name=name,
-        layer=layer_row(host=vm.host, parent=vm.image.layer),
-        state=SnapshotState.READY,
-    )
 
 
 @pytest.mark.django_db
@@ -109,7 +96,7 @@ def test_the_api_refuses_a_bad_policy_with_400(alice, vm, field, value):
 
 @pytest.mark.django_db
 def test_a_snapshot_is_pinned_and_unpinned_from_its_vm_page_and_the_api(alice, vm):
-    snapshot = ready_snapshot(vm)
+    snapshot = snapshot_row(vm)
     client = signed_in(alice)
     client.post(f"/snapshots/{snapshot.pk}/pin/", {"pinned": "1"})
     snapshot.refresh_from_db()
@@ -126,7 +113,33 @@ def test_a_snapshot_is_pinned_and_unpinned_from_its_vm_page_and_the_api(alice, v
 
 @pytest.mark.django_db
 def test_another_users_snapshot_cannot_be_pinned(alice, bob, vm):
-    snapshot = ready_snapshot(vm)
+    snapshot = snapshot_row(vm)
     assert signed_in(bob).post(f"/snapshots/{snapshot.pk}/pin/", {"pinned": "1"}).status_code == 404
     snapshot.refresh_from_db()
     assert not snapshot.pinned
+
+
+@pytest.mark.django_db
+def test_an_admin_adds_a_policy_whose_next_run_is_computed(charlie, alice, vm):
+    client = signed_in(charlie)
+    form = {"vm": vm.pk, "enabled": "on", "schedule": "hourly", "timezone": "UTC"}
+    form.update({field: 0 for field in ("keep_last", "keep_hourly", "keep_daily")})
+    form.update({field: 0 for field in ("keep_weekly", "keep_monthly", "keep_yearly")})
+    form.update({"runs-TOTAL_FORMS": 0, "runs-INITIAL_FORMS": 0})
+    response = client.post("/admin/schedules/snapshotpolicy/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+    policy = SnapshotPolicy.objects.get(vm=vm)
+    assert policy.owner == alice and policy.cron == "0 * * * *"
+    assert policy.next_run_at is not None
+    assert client.get(f"/admin/schedules/snapshotpolicy/{policy.pk}/change/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_a_bad_schedule_beside_the_field(charlie, vm):
+    form = {"vm": vm.pk, "enabled": "on", "schedule": "whenever", "timezone": "UTC"}
+    form.update({"runs-TOTAL_FORMS": 0, "runs-INITIAL_FORMS": 0, "keep_last": 1})
+    response = signed_in(charlie).post("/admin/schedules/snapshotpolicy/add/", form)
+    assert response.status_code == 200
+    assert "cron expression" in response.content.decode()
+    assert not SnapshotPolicy.objects.exists()
