@@ -9,7 +9,7 @@ class SnapshotsConfig(AppConfig):
         from operations import registry
         from snapshots import runners, views
         from snapshots.models import SnapshotOperationKind as Kind
-        from vms import page_parts, reconciler
+        from vms import layers, page_parts, reconciler
         from vms.runners import vm_create_run
 
         for kind, run in (
@@ -20,5 +20,6 @@ class SnapshotsConfig(AppConfig):
         ):
             registry.register(kind, kind.label, run=run, repair=runners.snapshot_operation_repair)
         reconciler.volume_keeper_register(runners.memory_volumes_kept)
+        layers.file_name_keeper_register(runners.memory_pairing)
 
         page_parts.register(dashboard=views.dashboard_part, vm_page=views.vm_page_part)

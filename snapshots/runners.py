@@ -32,6 +32,7 @@ from snapshots.services import snapshot_forget
 from vms import hypervisor, layers
 from vms.models import VM, Host, Layer
 from vms.runners import domain_define, vm_operation_repair, vm_sync_state
+from vms.services import layers_merge_pending
 
 
 def _vm(operation: Operation) -> VM:
@@ -87,6 +88,13 @@ def memory_volumes_kept(host: Host) -> set[str]:
     the moment it is requested (names are ids, so other hosts' names do no harm)."""
     ids = Snapshot.objects.filter(includes_memory=True).values_list("pk", flat=True)
     return {memory_volume_name(pk) for pk in ids}
+
+
+def memory_pairing(layer: Layer) -> str | None:
+    """Why a layer's file must keep its name: a live snapshot's saved memory names it."""
+    if Snapshot.objects.filter(layer=layer, includes_memory=True).exists():
+        return "a live snapshot's memory is paired with the layer above it."
+    return None
 
 
 def switch_to_new_layer(
@@ -251,7 +259,9 @@ def snapshot_delete_run(operation: Operation) -> dict:
             memory_free(host, memory["volume"])
     layer_id = operation.params.get("layer")
     freed = layers.layer_release(layer_id) if layer_id else []
-    return {"freed_layers": len(freed), "freed_memory": bool(memory)}
+    # A layer that only one layer builds on now is merged into it: the chain gets shorter.
+    merging = layers_merge_pending()
+    return {"freed_layers": len(freed), "freed_memory": bool(memory), "merges": len(merging)}
 
 
 def snapshot_operation_repair(operation: Operation) -> str:

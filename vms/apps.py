@@ -17,6 +17,7 @@ class VmsConfig(AppConfig):
         from operations.services import schedule_register
 
         schedule_register("flatten deep disk chains", "vms.tasks.flatten_deep_chains", minutes=10)
+        schedule_register("merge layers no snapshot needs", "vms.tasks.merge_layers", minutes=5)
         schedule_register("reconcile", "vms.tasks.reconcile", minutes=5)
 
 
@@ -36,3 +37,6 @@ def _register_operations():
         (Kind.REPAIR, runners.vm_repair_run),
     ):
         registry.register(kind, kind.label, run=run, repair=runners.vm_operation_repair)
+    registry.register(
+        Kind.MERGE, Kind.MERGE.label, run=runners.layer_merge_run, repair=runners.layer_merge_repair
+    )

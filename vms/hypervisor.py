@@ -1,8 +1,10 @@
 """The hypervisor adapter: the one module of the project that imports `libvirt`.
 
 It speaks in typed values (UUIDs, paths, byte counts), builds every XML document with
-ElementTree, does all disk work through libvirt's storage-pool API (so a remote host over
-`qemu+ssh://` works with the same code), and turns libvirt's errors into the exceptions below.
+ElementTree, does all disk work through libvirt's storage-pool API and block jobs (so a remote
+host over `qemu+ssh://` works with the same code; the one exception, merging a layer no guest has
+open, runs `qemu-img` and needs the pool on this machine), and turns libvirt's errors into the
+exceptions below.
 Connections are opened lazily, one per process and URI: django-q2 forks its workers, and a
 libvirt connection must not cross a fork.
 """
@@ -10,6 +12,7 @@ libvirt connection must not cross a fork.
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -585,19 +588,83 @@ def domain_restore_memory(
         )
 
 
-def domain_block_pull(uri: str, domain_uuid: uuid.UUID, *, on_progress=None) -> None:
-    """Copy everything the running guest's disk is layered on into its top layer, so the top
-    no longer needs a backing chain. The guest keeps running; the copy takes time."""
+def domain_block_pull(
+    uri: str, domain_uuid: uuid.UUID, *, base_path: str | None = None, on_progress=None
+) -> None:
+    """Copy into the running guest's top layer what the layers of its chain above `base_path`
+    hold (everything, without a base), and put the top layer straight onto the base: those layers
+    are then out of its chain. The guest keeps running; the copy takes time."""
     with _libvirt_errors():
         dom = _domain(uri, domain_uuid)
-        dom.blockPull(DISK_TARGET, 0, 0)
-        while True:
-            info = dom.blockJobInfo(DISK_TARGET, 0)
-            if not info:
-                return
-            if on_progress and info.get("end"):
-                on_progress(info["cur"] / info["end"])
-            time.sleep(0.2)
+        _block_job_wait(dom)
+        dom.blockRebase(DISK_TARGET, base_path, 0, 0)
+        _block_job_wait(dom, on_progress)
+
+
+def domain_block_commit(
+    uri: str, domain_uuid: uuid.UUID, *, top_path: str, base_path: str, on_progress=None
+) -> None:
+    """Copy into `base_path` what `top_path` holds, two adjacent read-only layers of the running
+    guest's chain, and put the layer above the top straight onto the base: the base then holds
+    what the top showed, and the top is out of the chain. The guest keeps running."""
+    with _libvirt_errors():
+        dom = _domain(uri, domain_uuid)
+        _block_job_wait(dom)
+        dom.blockCommit(DISK_TARGET, base_path, top_path, 0, 0)
+        _block_job_wait(dom, on_progress)
+
+
+def _block_job_wait(dom: libvirt.virDomain, on_progress=None) -> None:
+    """Wait for the disk's block job, if one runs (one that a dead worker started, too)."""
+    while True:
+        info = dom.blockJobInfo(DISK_TARGET, 0)
+        if not info:
+            return
+        if on_progress and info.get("end"):
+            on_progress(info["cur"] / info["end"])
+        time.sleep(0.1)
+
+
+def domain_disk_chain(uri: str, domain_uuid: uuid.UUID) -> list[str]:
+    """The files of the running guest's disk as QEMU has them open: its top layer first, then
+    each one below."""
+    root = ET.fromstring(domain_xml_of(uri, domain_uuid))
+    chain = []
+    for disk in root.findall("devices/disk"):
+        if disk.find("target").get("dev") != DISK_TARGET:
+            continue
+        node = disk
+        while node is not None and node.find("source") is not None:
+            chain.append(node.find("source").get("file"))
+            node = node.find("backingStore")
+    return chain
+
+
+def volume_rebase(uri: str, pool_name: str, name: str, backing_path: str | None) -> VolumeInfo:
+    """Put a layer that no guest has open onto another backing file (none: standalone), keeping
+    what it shows: what differs between its old chain and the new one is copied into it; when the
+    new backing lies in the old chain, that is only what the layers in between hold.
+
+    libvirt has no call for this, so `qemu-img rebase` runs here: only for a host whose pool is
+    on this machine. QEMU's image locks refuse it while a guest has the file open.
+    """
+    if not uri_is_local(uri):
+        raise HypervisorError(f"Layers on {uri} can only be merged while their VM runs.")
+    with _libvirt_errors():
+        path = _pool(uri, pool_name).storageVolLookupByName(name).path()
+    argv = ["qemu-img", "rebase", "-f", "qcow2", "-b", backing_path or ""]
+    if backing_path:
+        argv += ["-F", "qcow2"]
+    result = subprocess.run([*argv, path], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise HypervisorError(f"Merging the layer failed: {result.stderr.strip()}")
+    pool_refresh(uri, pool_name)
+    return volume_info(uri, pool_name, name)
+
+
+def uri_is_local(uri: str) -> bool:
+    """Whether a libvirt URI names this machine (no host part: qemu:///system, qemu:///session)."""
+    return "://" in uri and uri.split("://", 1)[1].split("/", 1)[0] in ("", "localhost")
 
 
 @dataclass(frozen=True)

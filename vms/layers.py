@@ -1,18 +1,25 @@
-"""Disk layers: creating them on top of one another, and freeing them when nothing needs them.
+"""Disk layers: creating them on top of one another, freeing them when nothing needs them, and
+merging one into the only layer built on it.
 
 The database records every layer and its parent. A layer is needed while anything refers to it:
 a VM writing to it, a snapshot or image made of it, or another layer built on it. Freeing goes
 bottom-up, one layer at a time, each under a row lock, so a layer can never be freed while a new
 layer is being built on it. Volume calls happen outside database transactions.
+
+A layer that only one other layer builds on (its snapshot was deleted) is merged away, so that
+chains stay as short as the snapshots kept: see `layer_merge`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef
 
 from core.errors import InvalidState
 from vms import hypervisor
-from vms.models import Host, Layer, LayerState
+from vms.models import VM, Host, Layer, LayerState
 
 
 def layer_path(layer: Layer) -> str:
@@ -116,3 +123,212 @@ def layer_release(layer_id) -> list:
         layer.delete()
         freed.append(layer.pk)
     return freed
+
+
+# --- Merging a layer into the one layer built on it ---------------------------------------------
+
+RUNNING = ("running", "paused")
+
+# Functions of the apps above that say why a layer's file must keep its name (a snapshot's saved
+# memory names the disk file it was paired with): (layer) -> a reason, or None.
+_FILE_NAME_KEEPERS: list[Callable[[Layer], str | None]] = []
+
+
+def file_name_keeper_register(reason: Callable[[Layer], str | None]) -> None:
+    _FILE_NAME_KEEPERS.append(reason)
+
+
+def _references(layer_model=Layer):
+    """The relations that need a layer, other than the layers built on it."""
+    return [r for r in layer_model._meta.related_objects if r.related_model is not Layer]
+
+
+def layer_merge_target(layer: Layer) -> Layer | None:
+    """The one layer `layer` can be merged into: its only child, when nothing else needs it."""
+    for relation in _references():
+        if getattr(layer, relation.get_accessor_name()).exists():
+            return None
+    children = list(layer.children.all()[:2])
+    if len(children) != 1 or children[0].state != LayerState.READY:
+        return None
+    return children[0]
+
+
+def layers_awaiting_merge():
+    """Layers that something builds on and nothing else needs (checked one by one with
+    `layer_merge_target`: only those with a single child merge)."""
+    found = Layer.objects.filter(
+        state__in=[LayerState.READY, LayerState.DELETING],
+        children__isnull=False,
+    )
+    for relation in _references():
+        needing = relation.related_model.objects.filter(**{relation.field.name: OuterRef("pk")})
+        found = found.filter(~Exists(needing))
+    return found.distinct().select_related("host")
+
+
+def layer_subtree(layer: Layer) -> list:
+    """The ids of a layer and of every layer built on it, at any depth."""
+    found, frontier = [layer.pk], [layer.pk]
+    while frontier:
+        frontier = list(Layer.objects.filter(parent_id__in=frontier).values_list("pk", flat=True))
+        found.extend(frontier)
+    return found
+
+
+def layer_vms(layer: Layer):
+    """The VMs whose disk chain holds `layer`."""
+    return VM.objects.filter(active_layer__in=layer_subtree(layer)).select_related("host")
+
+
+def layer_owner(layer: Layer):
+    """Whose disk data a layer holds: the owner of a VM or a snapshot (of any app above) that
+    needs it or a layer built on it; None when nothing owned needs it."""
+    subtree = layer_subtree(layer)
+    for relation in _references():
+        model = relation.related_model
+        if not any(f.name == "owner" for f in model._meta.get_fields()):
+            continue
+        row = model.objects.filter(**{f"{relation.field.name}__in": subtree}).first()
+        if row is not None:
+            return row.owner
+    return None
+
+
+def layer_merge(layer_id) -> dict:
+    """Merge a layer that only one layer builds on into that one, and free it: the chain gets a
+    layer shorter, and the disk space the two held twice is freed. What every disk shows stays
+    exactly as it was. Safe to call again after a crash: work already done is recognised.
+
+    Three ways, by who has the child open:
+    - no running guest: `qemu-img rebase` puts the child onto the layer's parent, copying into it
+      what the layer held (and the child did not overwrite);
+    - the child is a running guest's top layer: a block pull with the parent as base, the same
+      copy done by QEMU while the guest runs;
+    - the child is a read-only layer of one running guest's chain: a block commit of the child
+      down into the layer, which then takes the child's place (its snapshot, the layers above).
+    Anything else (two running guests share the child) keeps the layer until that changes.
+    """
+    with transaction.atomic():
+        layer = (
+            Layer.objects.select_for_update(of=("self",))
+            .select_related("host", "parent")
+            .filter(pk=layer_id, state__in=[LayerState.READY, LayerState.DELETING])
+            .first()
+        )
+        if layer is None:
+            return {"merged": False, "message": "The layer was already merged or freed."}
+        child = layer_merge_target(layer)
+        if child is None:
+            Layer.objects.filter(pk=layer.pk).update(state=LayerState.READY)
+            return {"merged": False, "message": "The layer is needed as it is; it was kept."}
+        Layer.objects.filter(pk=layer.pk).update(state=LayerState.DELETING)
+    host = layer.host
+    uri, pool = host.libvirt_uri, host.pool_name
+    parent_path = layer_path(layer.parent) if layer.parent else None
+    try:
+        hypervisor.pool_refresh(uri, pool)
+        done = _merge_already_done(layer, child, parent_path)
+        if done == "pulled":
+            return _pulled_into(child, layer)
+        if done == "committed":
+            return _committed_into(layer, child)
+        running = [
+            vm
+            for vm in layer_vms(child)
+            if hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) in RUNNING
+        ]
+        if not running:
+            hypervisor.volume_rebase(uri, pool, child.volume_name, parent_path)
+            return _pulled_into(child, layer)
+        if len(running) == 1 and running[0].active_layer_id == child.pk:
+            hypervisor.domain_block_pull(uri, running[0].domain_uuid, base_path=parent_path)
+            hypervisor.pool_refresh(uri, pool)
+            return _pulled_into(child, layer)
+        reason = _why_not_commit(child, running)
+        if reason is None:
+            hypervisor.domain_block_commit(
+                uri, running[0].domain_uuid, top_path=layer_path(child), base_path=layer_path(layer)
+            )
+            hypervisor.pool_refresh(uri, pool)
+            return _committed_into(layer, child)
+    except BaseException:
+        # Whatever a merge cut short did, every disk still shows what it showed: the layer is
+        # simply kept, for the next try.
+        Layer.objects.filter(pk=layer.pk, state=LayerState.DELETING).update(state=LayerState.READY)
+        raise
+    Layer.objects.filter(pk=layer.pk).update(state=LayerState.READY)
+    return {"merged": False, "message": f"The layer was kept: {reason}"}
+
+
+def _merge_already_done(layer: Layer, child: Layer, parent_path: str | None) -> str | None:
+    """ "pulled" or "committed" when a merge cut short after its disk work left only the database
+    to update (the files' backing paths say so); None otherwise."""
+    host = layer.host
+    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, child.volume_name)
+    if info.backing_path == parent_path:
+        return "pulled"
+    above = list(child.children.all()[:2])
+    if len(above) == 1:
+        info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, above[0].volume_name)
+        if info.backing_path == layer_path(layer):
+            return "committed"
+    return None
+
+
+def _why_not_commit(child: Layer, running: list) -> str | None:
+    if len(running) > 1:
+        return "several running VMs read the layer above it."
+    if child.children.count() != 1:
+        return "the layer above it has several layers built on it."
+    for reason in _FILE_NAME_KEEPERS:
+        found = reason(child)
+        if found:
+            return found
+    return None
+
+
+def _shift_depths(layer_ids: list, by: int) -> None:
+    Layer.objects.filter(pk__in=layer_ids).update(depth=F("depth") + by)
+
+
+def _pulled_into(child: Layer, layer: Layer) -> dict:
+    """The child now holds what the layer held and sits on the layer's parent: record it, and
+    free the layer."""
+    host = child.host
+    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, child.volume_name)
+    with transaction.atomic():
+        Layer.objects.filter(pk=child.pk).update(parent=layer.parent_id, allocation=info.allocation)
+        _shift_depths(layer_subtree(child), -1)
+    _free(layer)
+    return {"merged": True, "message": "The layer was merged into the one built on it."}
+
+
+def _committed_into(layer: Layer, child: Layer) -> dict:
+    """The layer now holds what the child showed and the layer above the child sits on it: the
+    layer takes the child's place (everything that needed the child needs it), and the child is
+    freed."""
+    host = layer.host
+    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer.volume_name)
+    with transaction.atomic():
+        for relation in _references():
+            relation.related_model.objects.filter(**{relation.field.name: child}).update(
+                **{relation.field.name: layer}
+            )
+        above = list(Layer.objects.filter(parent=child).values_list("pk", flat=True))
+        Layer.objects.filter(pk__in=above).update(parent=layer)
+        for pk in above:
+            _shift_depths(layer_subtree(Layer(pk=pk)), -1)
+        Layer.objects.filter(pk=layer.pk).update(
+            state=LayerState.READY,
+            allocation=info.allocation,
+            virtual_size=max(layer.virtual_size, child.virtual_size),
+        )
+        Layer.objects.filter(pk=child.pk).update(state=LayerState.DELETING)
+    _free(child)
+    return {"merged": True, "message": "The layer above it was merged down into it."}
+
+
+def _free(layer: Layer) -> None:
+    hypervisor.volume_delete(layer.host.libvirt_uri, layer.host.pool_name, layer.volume_name)
+    Layer.objects.filter(pk=layer.pk).delete()

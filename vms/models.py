@@ -24,6 +24,7 @@ class VMOperationKind(models.TextChoices):
     REBOOT = "vm.reboot", "Reboot VM"
     DELETE = "vm.delete", "Delete VM"
     FLATTEN = "vm.flatten", "Flatten disk"
+    MERGE = "vm.merge", "Merge disk layers"
     REPAIR = "vm.repair", "Repair VM"
 
 

@@ -256,6 +256,17 @@ def vm_flatten_run(operation: Operation) -> dict:
     return {"flattened": True}
 
 
+def layer_merge_run(operation: Operation) -> dict:
+    """Merge a layer that only one layer builds on into that one (see `layers.layer_merge`)."""
+    operation_report(operation, progress=10, message="Merging a layer into the one built on it")
+    return layers.layer_merge(operation.params["layer"])
+
+
+def layer_merge_repair(operation: Operation) -> str:
+    """A merge cut short: finish it (work already done is recognised), or keep the layer."""
+    return layers.layer_merge(operation.params["layer"])["message"]
+
+
 def vm_operation_repair(operation: Operation) -> str:
     """Bring a VM whose operation died half-way to a consistent state; say what was done."""
     if operation.vm_id is None:

@@ -17,11 +17,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.selectors import plan_for
-from core.errors import InvalidState, LimitExceeded, RateLimited
+from core.errors import Busy, InvalidState, LimitExceeded, RateLimited
 from operations.models import Operation
 from operations.services import operation_start
-from vms import hypervisor
-from vms.models import VM, Host, Image, VMOperationKind, VMState
+from vms import hypervisor, layers
+from vms.models import VM, Host, Image, Layer, VMOperationKind, VMState
 from vms.selectors import host_from_settings
 
 GIB = 1024**3
@@ -267,6 +267,49 @@ def vms_flatten_deep_chains() -> list[Operation]:
             started.append(vm_flatten(vm=vm))
         except ServiceError:
             continue  # busy now; the next run tries again
+    return started
+
+
+def layer_merge_start(layer: Layer) -> Operation | None:
+    """Start merging a layer into the only layer built on it, as an operation of the VM whose
+    disk chain that changes (so that it never runs beside another operation of that VM).
+
+    None when the layer cannot merge, a merge of it is under way, or its VM is busy: the next
+    sweep (`layers_merge_pending`) tries again.
+    """
+    child = layers.layer_merge_target(layer)
+    if child is None:
+        return None
+    if (
+        Operation.objects.active()
+        .filter(kind=VMOperationKind.MERGE, params__layer=str(layer.pk))
+        .exists()
+    ):
+        return None
+    vms = list(layers.layer_vms(child).select_related("owner")[:2])
+    vm = vms[0] if len(vms) == 1 else None
+    owner = vm.owner if vm else layers.layer_owner(child)
+    if owner is None:
+        return None
+    try:
+        return operation_start(
+            kind=VMOperationKind.MERGE,
+            owner=owner,
+            vm=vm,
+            target_name=vm.name if vm else "Disk layers",
+            params={"layer": str(layer.pk)},
+        )
+    except Busy:
+        return None
+
+
+def layers_merge_pending() -> list[Operation]:
+    """Start a merge for every layer that only one layer builds on and nothing else needs."""
+    started = []
+    for layer in layers.layers_awaiting_merge():
+        operation = layer_merge_start(layer)
+        if operation is not None:
+            started.append(operation)
     return started
 
 

@@ -19,6 +19,14 @@ def flatten_deep_chains() -> None:
     vms_flatten_deep_chains()
 
 
+def merge_layers() -> None:
+    """Scheduled: start a merge for every layer that only one layer builds on (a deleted
+    snapshot's), so that disk chains stay as short as the snapshots kept."""
+    from vms.services import layers_merge_pending
+
+    layers_merge_pending()
+
+
 def reconcile() -> str:
     """Scheduled: compare the database with libvirt and repair drift."""
     from vms.reconciler import reconcile as run

@@ -1,5 +1,6 @@
 """A snapshot policy on a real running guest: each run takes a real snapshot, retention deletes
-the ones it no longer keeps, and the newest kept one restores the guest's data.
+the ones it no longer keeps and their layers merge away, so the disk chain stays as deep as the
+snapshots kept, and the newest kept one restores the guest's data.
 
 The clock is given to the runs (one a minute), the disks and the guest are real."""
 
@@ -13,6 +14,8 @@ from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.services import snapshot_restore
 from tests import guest
 from tests.conftest import succeeded
+from vms import hypervisor
+from vms.services import layers_merge_pending
 
 pytestmark = pytest.mark.libvirt
 
@@ -31,20 +34,31 @@ def test_a_policy_every_minute_snapshots_a_running_guest_and_keeps_the_newest(ma
         now=START - timedelta(seconds=30),
     )
 
-    for minute in range(4):
+    image_depth = vm.image.layer.depth
+    depths = []
+    for minute in range(6):
         guest.run(vm, f"echo v{minute} > /root/marker; sync; echo written")
         (run,) = policies_run_due(now=START + timedelta(minutes=minute, seconds=1))
         assert run.outcome == PolicyRunOutcome.TAKEN
         succeeded(run.operation)
+        layers_merge_pending()  # what the worker's schedule does every few minutes
+        vm.refresh_from_db()
+        depths.append(vm.active_layer.depth - image_depth)
+
+    # Above the image: the two snapshots kept and the layer the guest writes to. Without merging
+    # the chain would grow by one layer a run: 2, 3, ... 7.
+    assert depths == [2, 3, 3, 3, 3, 3]
+    chain = hypervisor.domain_disk_chain(vm.host.libvirt_uri, vm.domain_uuid)
+    assert len(chain) == image_depth + 3
 
     kept = Snapshot.objects.filter(source_vm=vm, kind=SnapshotKind.SCHEDULED)
     assert set(kept.values_list("state", flat=True)) == {SnapshotState.READY}
     slots = {run.slot for run in PolicyRun.objects.filter(snapshot__in=kept)}
-    assert slots == {START + timedelta(minutes=2), START + timedelta(minutes=3)}
-    assert PolicyRun.objects.filter(policy__vm=vm).count() == 4
+    assert slots == {START + timedelta(minutes=4), START + timedelta(minutes=5)}
+    assert PolicyRun.objects.filter(policy__vm=vm).count() == 6
 
     guest.run(vm, "echo after > /root/marker; sync; echo written")
     newest = kept.order_by("-created_at").first()
     succeeded(snapshot_restore(snapshot=newest, user=alice))
     guest.wait_for_boot(vm, boots=2)
-    assert guest.run(vm, "cat /root/marker") == "v3"
+    assert guest.run(vm, "cat /root/marker") == "v5"

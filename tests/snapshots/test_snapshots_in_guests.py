@@ -111,7 +111,9 @@ def test_snapshots_outlive_their_vm_and_still_seed_new_vms(vm):
     assert marker(reborn) == "kept"
 
 
-def test_deleting_a_snapshot_the_disk_builds_on_keeps_the_vm_and_its_data(vm):
+def test_deleting_a_snapshot_the_disk_builds_on_merges_its_layer_into_the_disk_and_keeps_the_data(
+    vm,
+):
     write(vm, "one")
     snapshot = take(vm)
     guest.run(vm, "echo two > /root/second; sync; echo ok")
@@ -119,7 +121,10 @@ def test_deleting_a_snapshot_the_disk_builds_on_keeps_the_vm_and_its_data(vm):
 
     succeeded(snapshot_delete(snapshot=snapshot, user=vm.owner))
     assert not Snapshot.objects.filter(pk=snapshot.pk).exists()
-    assert Layer.objects.filter(pk=layer.pk).exists()  # the VM's disk still builds on it
+    # Only the running guest's disk built on it: pulled up into that disk while it runs.
+    assert not Layer.objects.filter(pk=layer.pk).exists()
+    vm.refresh_from_db()
+    assert vm.active_layer.parent_id == layer.parent_id
 
     succeeded(vm_reboot(vm=vm, user=vm.owner))
     guest.wait_for_boot(vm, boots=2)
