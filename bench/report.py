@@ -210,6 +210,10 @@ def write(results: dict) -> None:
             f"- Goal: close to 1 GiB in all, not 10 full disks: {_yes(layers < 1.5 * gib)}.",
             "",
         ]
+    if results.get("chains"):
+        from bench.chains import markdown
+
+        lines += markdown(results["chains"]).splitlines()
     lines += [
         "## Reading the results",
         "",

@@ -2,7 +2,7 @@
 
 bin/bench                      everything
 bin/bench live pause           some parts: snapshots, pause, live, storage, queue, api, scale,
-                               browse
+                               browse, chains
 bin/bench --repeats 3          fewer repetitions (default 5)
 """
 
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, machine, setup_django
 
-PARTS = ("snapshots", "pause", "live", "storage", "queue", "api", "scale", "browse")
+PARTS = ("snapshots", "pause", "live", "storage", "queue", "api", "scale", "browse", "chains")
 
 
 def main() -> None:
@@ -30,12 +30,12 @@ def main() -> None:
     parts = args.parts or list(PARTS)
 
     setup_django()
-    from bench import api, browse, guests, live, queue_latency, report, scale
+    from bench import api, browse, chains, guests, live, queue_latency, report, scale
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
     results["date"] = datetime.date.today().isoformat()
-    guest_parts = {"snapshots", "pause", "live", "storage", "api", "scale"}
+    guest_parts = {"snapshots", "pause", "live", "storage", "api", "scale", "chains"}
     lab = guests.Lab() if guest_parts & set(parts) else None
     sizes = [int(s) for s in args.sizes.split(",")]
     steps = {
@@ -50,6 +50,7 @@ def main() -> None:
         "api": ("api", api.api_throughput),
         "scale": ("scale", scale.data_scale),
         "browse": ("browse", lambda: browse.browse_bench(args.repeats)),
+        "chains": ("chains", lambda: chains.chain_retention(lab)),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
