@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from accounts.models import Plan
+from accounts.services import plan_change
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_delete, snapshot_restore, snapshot_take
 from tests import guest
@@ -127,6 +129,7 @@ def test_a_merge_cut_short_after_its_disk_work_is_finished_by_the_next_try(host)
 
 
 def test_deleting_snapshots_of_a_running_guest_merges_their_layers_while_it_runs(make_vm, alice):
+    plan_change(user=alice, plan=Plan.objects.get(slug="professional"))  # 5 snapshots
     vm = make_vm(alice, name="merged")
     guest.wait_for_boot(vm)
     image_depth = vm.image.layer.depth
