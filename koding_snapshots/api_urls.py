@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -27,6 +27,7 @@ urlpatterns = [
         name="snapshot-file-content",
     ),
     path("snapshots/<str:id>/compare/", snapshot_browse.snapshot_compare, name="snapshot-compare"),
+    path("", include("sharing.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

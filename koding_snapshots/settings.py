@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "vms",
     "snapshots",
     "schedules",
+    "sharing",
     "operations",
 ]
 

@@ -177,10 +177,14 @@ def snapshot_new_vm(
     vcpus: int | None = None,
     memory_mib: int | None = None,
     idempotency_key: str | None = None,
+    owner=None,
 ) -> Operation:
     """Start a new VM whose disk begins as the snapshot's: a new layer on it (instant), or with
-    `full_copy` an independent copy of the whole disk."""
-    owner = snapshot.owner
+    `full_copy` an independent copy of the whole disk.
+
+    The VM is the snapshot owner's, or `owner`'s: an app above that lets other users start VMs
+    from a snapshot passes the user it has checked may (their plan's VM limit applies)."""
+    owner = owner or snapshot.owner
     name = clean_name(name)
     source = snapshot.source_vm
     vcpus = vcpus or (source.vcpus if source else 1)

@@ -10,7 +10,16 @@ import pytest
 from tests.conftest import ROOT
 
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
-PACKAGES = ["koding_snapshots", "core", "accounts", "operations", "vms", "snapshots", "schedules"]
+PACKAGES = [
+    "koding_snapshots",
+    "core",
+    "accounts",
+    "operations",
+    "vms",
+    "snapshots",
+    "schedules",
+    "sharing",
+]
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
