@@ -297,8 +297,15 @@ def memory_file(snapshot: Snapshot) -> dict | None:
 
 
 def snapshot_forget(snapshot: Snapshot) -> None:
-    """Delete a snapshot's row; its children now hang off its parent. The layer stays for
+    """Delete a snapshot's row; its owner's snapshots and VMs that followed it now follow its
+    parent, and those of other users (started from it while it was shared) follow none: they
+    never point at another of its owner's snapshots. The layer stays for
     `vms.layers.layer_release` to free once nothing needs it."""
-    Snapshot.objects.filter(parent=snapshot).update(parent=snapshot.parent_id)
-    VM.objects.filter(current_snapshot=snapshot).update(current_snapshot=snapshot.parent_id)
+    owner = snapshot.owner_id
+    Snapshot.objects.filter(parent=snapshot, owner=owner).update(parent=snapshot.parent_id)
+    Snapshot.objects.filter(parent=snapshot).exclude(owner=owner).update(parent=None)
+    VM.objects.filter(current_snapshot=snapshot, owner=owner).update(
+        current_snapshot=snapshot.parent_id
+    )
+    VM.objects.filter(current_snapshot=snapshot).exclude(owner=owner).update(current_snapshot=None)
     snapshot.delete()

@@ -168,6 +168,28 @@ def test_the_recipient_starts_a_vm_of_their_own_on_the_snapshot(snapshot, bob):
     assert operation.owner == bob and operation.kind == SnapshotOperationKind.NEW_VM
 
 
+def test_a_deleted_shared_snapshot_leaves_the_recipients_vm_pointing_at_none_of_the_owners(
+    snapshot, bob
+):
+    from snapshots.services import snapshot_delete
+
+    older = snapshot_row(snapshot.source_vm, name="older")
+    snapshot.parent = older
+    snapshot.save(update_fields=["parent"])
+    services.share_create(snapshot=snapshot, username="bob")
+    operation = services.shared_new_vm(snapshot=snapshot, user=bob, name="my-copy")
+    vm = VM.objects.get(pk=operation.vm_id)
+    VM.objects.filter(pk__in=[vm.pk, snapshot.source_vm_id]).update(current_snapshot=snapshot)
+    type(operation).objects.filter(pk=operation.pk).update(state="succeeded")  # the VM is built
+
+    snapshot_delete(snapshot=snapshot, user=snapshot.owner)
+
+    vm.refresh_from_db()
+    assert (vm.current_snapshot_id, vm.source_snapshot_id) == (None, None)
+    # The owner's own VM follows the older snapshot, as before.
+    assert VM.objects.get(pk=snapshot.source_vm_id).current_snapshot_id == older.pk
+
+
 def test_after_revoking_no_new_vm_is_started(snapshot, bob):
     share = services.share_create(snapshot=snapshot, username="bob")
     services.share_revoke(share=share)
