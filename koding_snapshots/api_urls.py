@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -20,6 +20,8 @@ router.register("plans", PlanViewSet, basename="plan")
 
 urlpatterns = [
     path("me/", me, name="me"),
+    # Before the router: "snapshots/import/" would otherwise be read as a snapshot's id.
+    path("", include("transfers.api.urls")),
     path("snapshots/<str:id>/files/", snapshot_browse.snapshot_files, name="snapshot-files"),
     path(
         "snapshots/<str:id>/files/content/",

@@ -10,7 +10,16 @@ import pytest
 from tests.conftest import ROOT
 
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
-PACKAGES = ["koding_snapshots", "core", "accounts", "operations", "vms", "snapshots", "schedules"]
+PACKAGES = [
+    "koding_snapshots",
+    "core",
+    "accounts",
+    "operations",
+    "vms",
+    "snapshots",
+    "schedules",
+    "transfers",
+]
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
@@ -26,7 +35,13 @@ def test_no_app_imports_one_above_it():
 
 @pytest.mark.parametrize(
     ("lower", "upper"),
-    [("core", "operations"), ("accounts", "vms"), ("vms", "snapshots"), ("snapshots", "schedules")],
+    [
+        ("core", "operations"),
+        ("accounts", "vms"),
+        ("vms", "snapshots"),
+        ("snapshots", "schedules"),
+        ("schedules", "transfers"),
+    ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path, lower, upper):
     for package in PACKAGES:
