@@ -45,7 +45,8 @@ def _bytes_check(owner, adding: int = 0) -> None:
     Call with the owner locked."""
     usage = usage_for(owner)
     plan = usage.plan
-    if usage.snapshot_bytes + adding > plan.max_snapshot_bytes:
+    used = usage.snapshot_bytes
+    if used >= plan.max_snapshot_bytes or used + adding > plan.max_snapshot_bytes:
         raise LimitExceeded(
             f"Your snapshots and exports take {filesizeformat(usage.snapshot_bytes)}"
             + (f" and this needs {filesizeformat(adding)} more" if adding else "")
