@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORMATS = ("qcow2", "raw")
+MIN_VIRTUAL_SIZE = 1024**2
 
 # Limits of one `qemu-img` run on a foreign file: address space, CPU seconds, wall seconds.
 INSPECT_LIMITS = (1024**3, 30, 60)
@@ -176,8 +177,13 @@ def inspect(path: Path, fmt: str, *, max_virtual_size: int) -> ImageInfo:
     if info.get("encrypted") or specific.get("encrypt"):
         raise RefusedImage("The qcow2 image is encrypted; import an unencrypted image.")
     virtual_size = int(info.get("virtual-size") or 0)
-    if virtual_size <= 0:
-        raise RefusedImage("The image's disk has no size.")
+    if virtual_size < MIN_VIRTUAL_SIZE:
+        raise RefusedImage(
+            f"The image's disk is {_size(virtual_size)}, too small to hold a root file system "
+            f"(at least {_size(MIN_VIRTUAL_SIZE)})."
+        )
+    if virtual_size % 512:
+        raise RefusedImage("The image's disk size is not a whole number of 512-byte sectors.")
     if virtual_size > max_virtual_size:
         raise RefusedImage(
             f"The image's disk is {_size(virtual_size)}; the largest disk a VM may have is "

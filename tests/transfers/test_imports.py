@@ -127,7 +127,7 @@ def test_a_sound_raw_disk_becomes_a_snapshot_of_its_uploader(
 def test_an_import_over_the_plans_snapshot_count_is_refused(alice_api, alice, image, tmp_path):
     Plan.objects.filter(pk=alice.plan_id).update(max_snapshots=0)
     raw = tmp_path / "disk.raw"
-    raw.write_bytes(b"\0" * 65536)
+    raw.write_bytes(b"\0" * 1024**2)
     before = pool_volumes(image.host)
 
     response = upload(alice_api, raw, "raw")

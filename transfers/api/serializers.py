@@ -56,8 +56,6 @@ class SnapshotImportSerializer(serializers.Serializer):
         slug_field="slug",
         queryset=Image.objects.filter(is_public=True),
         required=False,
-        allow_null=True,
-        default=None,
         help_text="The image whose kernel the disk boots with (its slug); the busybox one "
         "unless given.",
     )

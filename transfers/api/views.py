@@ -103,7 +103,7 @@ class SnapshotImportView(APIView):
                 fmt=data["format"],
                 name=data["name"],
                 description=data["description"],
-                image=data["image"],
+                image=data.get("image"),
             )
         finally:
             for uploaded in request.FILES.values() if upload is not None else ():
