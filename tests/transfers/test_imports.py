@@ -142,3 +142,19 @@ def _operation(response):
     from operations.models import Operation
 
     return Operation.objects.get(pk=response.json()["id"])
+
+
+def test_the_import_page_says_why_a_file_is_refused(client, alice, image, tmp_path):
+    garbage = tmp_path / "garbage.qcow2"
+    garbage.write_bytes(b"not a disk" * 1000)
+    client.force_login(alice)
+    assert b'enctype="multipart/form-data"' in client.get("/snapshots/import/").content
+
+    with garbage.open("rb") as handle:
+        response = client.post(
+            "/snapshots/import/", {"file": handle, "format": "qcow2", "name": "mine"}
+        )
+
+    assert response.status_code == 400
+    assert "not a qcow2 image" in response.content.decode()
+    assert quarantine_files() == []
