@@ -20,6 +20,8 @@ router.register("plans", PlanViewSet, basename="plan")
 
 urlpatterns = [
     path("me/", me, name="me"),
+    # Before the router: "snapshots/import/" would otherwise be read as a snapshot's id.
+    path("", include("transfers.api.urls")),
     path("snapshots/<str:id>/files/", snapshot_browse.snapshot_files, name="snapshot-files"),
     path(
         "snapshots/<str:id>/files/content/",

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "snapshots",
     "schedules",
     "sharing",
+    "transfers",
     "operations",
 ]
 
@@ -186,6 +187,16 @@ STORAGE_DIR = Path(
     )
 )
 STORAGE_POOL = env_str("STORAGE_POOL", "koding-snapshots")
+
+# --- Exports and imports ------------------------------------------------------------------
+# Exported snapshots (one compressed qcow2 each) wait here for their download, outside any pool.
+EXPORT_DIR = Path(env_str("EXPORT_DIR", str(DATA_DIR / "exports")))
+# Uploaded disk images are checked and rewritten here before anything else reads them.
+QUARANTINE_DIR = Path(env_str("QUARANTINE_DIR", str(DATA_DIR / "quarantine")))
+# Hours an export can be downloaded; then its file is deleted.
+EXPORT_HOURS = env_int("EXPORT_HOURS", 24, minimum=1, maximum=24 * 30)
+# The largest file an import may upload, in MiB.
+IMPORT_MAX_MIB = env_int("IMPORT_MAX_MIB", 20480, minimum=1)
 
 # --- Operations and the task queue -------------------------------------------------------
 # The longest operation a worker runs: a full-copy "new VM from snapshot" of a large disk

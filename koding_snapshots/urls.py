@@ -8,9 +8,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("koding_snapshots.api_urls")),
     path("", include("accounts.urls")),
-    # schedules, sharing and snapshots before vms: they add routes under "vms/" (the new-VM page,
-    # the VM page's snapshot dialogs, its policy), and vms ends with a catch-all
+    # schedules, sharing, transfers and snapshots before vms: they add routes under "vms/" (the
+    # new-VM page, the VM page's snapshot dialogs, its policy), and vms ends with a catch-all
     # "vms/<id>/<action>/".
+    path("", include("transfers.urls")),
     path("", include("schedules.urls")),
     path("", include("sharing.urls")),
     path("", include("snapshots.urls")),

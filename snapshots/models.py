@@ -35,6 +35,7 @@ class SnapshotKind(models.TextChoices):
     MANUAL = "manual", "Snapshot"
     SCHEDULED = "scheduled", "Scheduled"
     BEFORE_RESTORE = "before_restore", "Before restore"
+    IMPORTED = "imported", "Imported"
 
 
 class SnapshotQuerySet(OwnedQuerySet):

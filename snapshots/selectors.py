@@ -3,6 +3,7 @@ talks to libvirt; the services do that."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.models import Sum
@@ -33,11 +34,25 @@ def _percent(used: int, limit: int) -> int:
     return min(100, round(100 * used / limit))
 
 
+# Functions of the apps above that say how many more bytes of the plan a user's files of theirs
+# take (an exported snapshot waiting for its download): (user) -> bytes.
+_BYTE_COUNTERS: list[Callable[..., int]] = []
+
+
+def usage_bytes_register(counter: Callable[..., int]) -> None:
+    """Count what `counter(user)` returns against the user's plan bytes (once, however often
+    called)."""
+    if counter not in _BYTE_COUNTERS:
+        _BYTE_COUNTERS.append(counter)
+
+
 def usage_for(user) -> Usage:
-    """How much of the plan's snapshot allowance the user's snapshots take."""
+    """How much of the plan's snapshot allowance the user's snapshots (and the files the apps
+    above count with them) take."""
     counted = Snapshot.objects.filter(owner=user).counted()
+    snapshot_bytes = counted.aggregate(total=Sum("size_bytes"))["total"] or 0
     return Usage(
         plan=plan_for(user),
         snapshots=counted.count(),
-        snapshot_bytes=counted.aggregate(total=Sum("size_bytes"))["total"] or 0,
+        snapshot_bytes=snapshot_bytes + sum(counter(user) for counter in _BYTE_COUNTERS),
     )

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.access import get_owned_or_404
 from core.errors import ServiceError
 from core.page_actions import attempt, back
-from snapshots import services
+from snapshots import page_links, services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import Snapshot, SnapshotState
 from snapshots.selectors import usage_for
@@ -33,7 +33,12 @@ def snapshot_list(request):
         "source_vm", "parent", "image"
     )
     page = Paginator(snapshots, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"page": page, "snapshots": page.object_list, "usage": usage_for(request.user)}
+    context = {
+        "page": page,
+        "snapshots": page.object_list,
+        "usage": usage_for(request.user),
+        **page_links.context(),
+    }
     return render(request, "snapshots/snapshot_list.html", context)
 
 
@@ -229,4 +234,5 @@ def vm_page_part(request, vm) -> dict:
         # What services.snapshot_take and snapshot_restore ask of the VM.
         "can_snapshot": vm.state in (VMState.RUNNING, VMState.STOPPED),
         "usage": usage_for(request.user),
+        **page_links.context(),
     }

@@ -19,6 +19,7 @@ PACKAGES = [
     "snapshots",
     "schedules",
     "sharing",
+    "transfers",
 ]
 
 
@@ -35,7 +36,13 @@ def test_no_app_imports_one_above_it():
 
 @pytest.mark.parametrize(
     ("lower", "upper"),
-    [("core", "operations"), ("accounts", "vms"), ("vms", "snapshots"), ("snapshots", "schedules")],
+    [
+        ("core", "operations"),
+        ("accounts", "vms"),
+        ("vms", "snapshots"),
+        ("snapshots", "schedules"),
+        ("schedules", "transfers"),
+    ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path, lower, upper):
     for package in PACKAGES:

@@ -1,0 +1,143 @@
+"""What a worker does for exports and imports. Called by `operations.services.operation_run`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import OperationFailed
+from operations.models import Operation
+from operations.services import operation_report
+from snapshots.browse import layer_file, snapshot_chain
+from snapshots.models import Snapshot, SnapshotState
+from transfers import disk_images, quarantine
+from transfers.models import Export, ExportState, TransferOperationKind
+from vms import hypervisor
+from vms.models import Host, Layer, LayerState
+
+
+def export_run(operation: Operation) -> dict:
+    export = Export.objects.filter(pk=operation.params.get("export")).first()
+    if export is None:
+        raise OperationFailed("The export was deleted before it was made.")
+    if export.state != ExportState.CREATING:
+        return {"export": str(export.pk)}  # done by an earlier delivery
+    try:
+        snapshot = Snapshot.objects.filter(pk=export.snapshot_id).first()
+        if snapshot is None:
+            raise OperationFailed("The snapshot was deleted before it could be exported.")
+        chain = snapshot_chain(snapshot)
+        host = chain[-1].host
+        if not hypervisor.uri_is_local(host.libvirt_uri):
+            raise OperationFailed(
+                f"The snapshot's disk is on {host.name}, another machine; it can only be "
+                "exported there."
+            )
+        operation_report(operation, progress=10, message="Writing the disk into one file")
+        folder = export.path.parent
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        part = export.path.with_suffix(".part")
+        try:
+            disk_images.export_chain([str(layer_file(layer)) for layer in chain], part)
+        except RuntimeError as exc:
+            raise OperationFailed(f"The export could not be written: {exc}") from None
+        part.replace(export.path)
+        operation_report(operation, progress=90, message="Ready for download")
+        size = export.path.stat().st_size
+        now = timezone.now()
+        Export.objects.filter(pk=export.pk).update(
+            state=ExportState.READY,
+            size_bytes=size,
+            virtual_size=disk_images.virtual_size(export.path),
+            expires_at=now + timedelta(hours=settings.EXPORT_HOURS),
+        )
+    except BaseException as exc:
+        _export_failed(export, getattr(exc, "message", "The export could not be made."))
+        raise
+    return {"export": str(export.pk), "size_bytes": size}
+
+
+def _export_failed(export: Export, error: str) -> None:
+    export.path.with_suffix(".part").unlink(missing_ok=True)
+    export.path.unlink(missing_ok=True)
+    Export.objects.filter(pk=export.pk, state=ExportState.CREATING).update(
+        state=ExportState.FAILED, error=error, size_bytes=0
+    )
+
+
+def import_run(operation: Operation) -> dict:
+    """Bring the rewritten image (in quarantine) into the pool as a new root layer, and make it
+    the snapshot's. The quarantine file is deleted whatever happens."""
+    path = quarantine.folder() / operation.params["file"]
+    try:
+        snapshot = Snapshot.objects.filter(pk=operation.snapshot_id).first()
+        if snapshot is None:
+            raise OperationFailed("The snapshot was deleted before it was imported.")
+        if snapshot.state != SnapshotState.CREATING:
+            return {"snapshot": str(snapshot.pk)}  # done by an earlier delivery
+        try:
+            layer = _upload(operation, path)
+        except BaseException:
+            snapshot.delete()
+            raise
+        Snapshot.objects.filter(pk=snapshot.pk).update(
+            layer=layer, size_bytes=layer.allocation, state=SnapshotState.READY
+        )
+    finally:
+        path.unlink(missing_ok=True)
+    return {"snapshot": str(snapshot.pk), "layer": str(layer.pk)}
+
+
+def _upload(operation: Operation, path) -> Layer:
+    if not path.is_file():
+        raise OperationFailed("The uploaded image is gone; upload it again.")
+    host = Host.objects.get(pk=operation.params["host"])
+    uri, pool = host.libvirt_uri, host.pool_name
+    operation_report(operation, progress=30, message="Copying the disk into storage")
+    # Recorded first (creating), so that the reconciler takes the volume for one of ours.
+    layer = Layer.objects.create(
+        id=uuid.uuid4(), host=host, virtual_size=disk_images.virtual_size(path)
+    )
+    Operation.objects.filter(pk=operation.pk).update(
+        params={**operation.params, "layer": str(layer.pk)}
+    )
+    try:
+        info = hypervisor.volume_upload(uri, pool, layer.volume_name, str(path))
+        if info.backing_path:  # the file was written by the service: it never names one
+            raise OperationFailed("The imported disk names a backing file; it was refused.")
+    except BaseException:
+        hypervisor.volume_delete(uri, pool, layer.volume_name)
+        layer.delete()
+        raise
+    with transaction.atomic():
+        Layer.objects.filter(pk=layer.pk).update(
+            state=LayerState.READY, allocation=info.allocation, virtual_size=info.capacity
+        )
+    layer.refresh_from_db()
+    return layer
+
+
+def transfer_operation_repair(operation: Operation) -> str:
+    """Resolve an export or import whose worker died half-way; say what was done."""
+    if operation.kind == TransferOperationKind.EXPORT:
+        export = Export.objects.filter(pk=operation.params.get("export")).first()
+        if export is not None and export.state == ExportState.CREATING:
+            _export_failed(export, "The export was cut short; export the snapshot again.")
+        return "The export was not made; nothing of it was kept."
+    (quarantine.folder() / operation.params.get("file", "missing")).unlink(missing_ok=True)
+    snapshot = Snapshot.objects.filter(
+        pk=operation.snapshot_id, state=SnapshotState.CREATING
+    ).first()
+    layer_id = operation.params.get("layer")
+    if snapshot is None:
+        return "Nothing was left to repair."
+    snapshot.delete()
+    layer = Layer.objects.select_related("host").filter(pk=layer_id).first() if layer_id else None
+    if layer is not None and not layer.snapshots.exists():
+        hypervisor.volume_delete(layer.host.libvirt_uri, layer.host.pool_name, layer.volume_name)
+        layer.delete()
+    return "The import was not finished; nothing of it was kept. Upload the image again."

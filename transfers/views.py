@@ -1,0 +1,137 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from core.access import get_owned_or_404
+from core.errors import ServiceError
+from core.page_actions import attempt
+from snapshots.models import Snapshot
+from transfers import quarantine, services
+from transfers.forms import ImportForm
+from transfers.models import Export, ExportState
+from transfers.selectors import exports_of
+
+
+@login_required
+@require_GET
+def snapshot_exports(request, pk):
+    """A snapshot's exports: their state, the download while it lasts, and Export."""
+    snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
+    exports = list(exports_of(request.user, snapshot).select_related("operation"))
+    context = {
+        "snapshot": snapshot,
+        "exports": exports,
+        "making": any(e.state == ExportState.CREATING for e in exports),
+        "export_hours": settings.EXPORT_HOURS,
+    }
+    if request.headers.get("HX-Request"):
+        return render(request, "transfers/_exports.html", context)
+    return render(request, "transfers/exports.html", context)
+
+
+@login_required
+@require_POST
+def snapshot_export(request, pk):
+    snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
+    attempt(
+        request,
+        lambda: services.export_start(snapshot=snapshot, user=request.user),
+        success=f"Exporting {snapshot.name!r}; the download appears here when it is ready.",
+    )
+    return redirect("snapshot_exports", snapshot.pk)
+
+
+def _export(request, pk) -> Export:
+    return get_owned_or_404(Export.objects.owned_by(request.user), pk)
+
+
+def export_file_response(export: Export) -> FileResponse:
+    """The export's file, streamed, as an attachment (404 once it has expired)."""
+    if not export.downloadable:
+        raise Http404("This export has expired or is not ready; export the snapshot again.")
+    try:
+        handle = export.path.open("rb")
+    except FileNotFoundError:
+        raise Http404("This export's file is gone; export the snapshot again.") from None
+    response = FileResponse(
+        handle,
+        as_attachment=True,
+        filename=export.download_name,
+        content_type="application/x-qemu-disk",
+    )
+    response["Content-Length"] = str(export.path.stat().st_size)
+    return response
+
+
+@login_required
+@require_GET
+def export_download(request, pk):
+    return export_file_response(_export(request, pk))
+
+
+@login_required
+@require_POST
+def export_delete(request, pk):
+    export = _export(request, pk)
+    attempt(
+        request,
+        lambda: services.export_delete(export=export),
+        success=f"The export of {export.snapshot_name!r} was deleted.",
+    )
+    if export.snapshot_id:
+        return redirect("snapshot_exports", export.snapshot_id)
+    return redirect("snapshot_list")
+
+
+@csrf_exempt  # the CSRF check runs below, once the upload goes into quarantine
+@login_required
+@require_http_methods(["GET", "POST"])
+def snapshot_import(request):
+    """Upload a disk image as a new snapshot. The file streams into quarantine, not memory."""
+    handler = quarantine.install(request) if request.method == "POST" else None
+    return _snapshot_import(request, handler)
+
+
+@csrf_protect
+def _snapshot_import(request, handler):
+    if request.method != "POST":
+        return render(request, "transfers/import.html", {"form": ImportForm()})
+    form = ImportForm(request.POST, request.FILES)
+    upload = request.FILES.get("file")
+    try:
+        if handler is not None and handler.too_big:
+            form.add_error("file", services.too_big_message())
+        elif form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.snapshot_import(
+                    owner=request.user,
+                    requester=request.user,
+                    upload=Path(upload.temporary_file_path()),
+                    fmt=data["format"],
+                    name=data["name"],
+                    image=data["image"],
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(
+                    request,
+                    f"The image passed its checks; {data['name']!r} is being added to your "
+                    "snapshots.",
+                )
+                return redirect("snapshot_list")
+    finally:
+        if upload is not None:
+            upload.close()
+    return render(request, "transfers/import.html", {"form": form}, status=400)
