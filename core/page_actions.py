@@ -26,6 +26,19 @@ def attempt(request, action, *, success: str | None = None):
     return result
 
 
+def attempt_on_form(form, action) -> tuple[bool, object]:
+    """Run a service call for a form; a refusal goes onto the form: a field's error beside that
+    field, any other above the form. Returns (True, the call's result) or (False, None)."""
+    try:
+        return True, action()
+    except ValidationError as exc:
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+    return False, None
+
+
 def back(request, default: str):
     """Redirect to the page named by the form's `next` field, if it is ours, else `default`."""
     target = request.POST.get("next") or request.GET.get("next")

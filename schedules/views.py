@@ -1,10 +1,10 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.access import get_owned_or_404
+from core.page_actions import attempt_on_form
 from schedules import services
 from schedules.forms import PolicyForm
 from schedules.models import SnapshotPolicy
@@ -32,18 +32,17 @@ def vm_policy(request, pk):
     form = PolicyForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
-        try:
-            services.policy_set(
+        saved, _ = attempt_on_form(
+            form,
+            lambda: services.policy_set(
                 vm=vm,
                 enabled=data.pop("enabled"),
                 schedule=data.pop("schedule"),
                 timezone_name=data.pop("timezone").strip(),
                 **data,
-            )
-        except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        else:
+            ),
+        )
+        if saved:
             messages.success(request, f"The snapshot policy of {vm.name} is saved.")
             return redirect("vm_detail", vm.pk)
     return render(request, "schedules/policy.html", {"vm": vm, "form": form, "policy": policy})

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.access import get_owned_or_404
 from core.errors import ServiceError
-from core.page_actions import attempt
+from core.page_actions import attempt, attempt_on_form
 from sharing import selectors, services
 from sharing.forms import InvitationForm, JoinForm, SharedNewVMForm, ShareForm
 from sharing.models import Invitation, Share
@@ -58,18 +58,15 @@ def invitation_create(request, pk):
     form = InvitationForm(request.POST)
     if form.is_valid():
         days = form.cleaned_data["expires_in_days"]
-        try:
-            services.invitation_create(
+        created, _ = attempt_on_form(
+            form,
+            lambda: services.invitation_create(
                 snapshot=snapshot,
                 max_uses=form.cleaned_data["max_uses"],
                 expires_at=timezone.now() + timedelta(days=days) if days else None,
-            )
-        except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
+            ),
+        )
+        if created:
             messages.success(request, "Invitation created: give its link or code to your class.")
             return redirect("snapshot_share", snapshot.pk)
     return _share_page(request, snapshot, invitation_form=form)
@@ -161,21 +158,18 @@ def shared_new_vm(request, pk):
     form = SharedNewVMForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        try:
-            operation = services.shared_new_vm(
+        started, operation = attempt_on_form(
+            form,
+            lambda: services.shared_new_vm(
                 snapshot=snapshot,
                 user=request.user,
                 name=data["name"],
                 full_copy=data["full_copy"],
                 vcpus=data["vcpus"],
                 memory_mib=data["memory_mib"],
-            )
-        except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
+            ),
+        )
+        if started:
             messages.success(request, f"Creating VM {data['name']!r} from {snapshot.name!r}…")
             return redirect("vm_detail", operation.vm_id)
     return render(request, "sharing/new_vm.html", {"snapshot": snapshot, "form": form})

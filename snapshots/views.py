@@ -1,14 +1,12 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.access import get_owned_or_404
-from core.errors import ServiceError
-from core.page_actions import attempt, back
+from core.page_actions import attempt, attempt_on_form, back
 from snapshots import page_links, services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import Snapshot, SnapshotState
@@ -161,9 +159,10 @@ def vm_new(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         kind, _, ref = data["source"].partition(":")
-        try:
+
+        def create():
             if kind == "snapshot":
-                operation = services.snapshot_new_vm(
+                return services.snapshot_new_vm(
                     snapshot=get_owned_or_404(Snapshot.objects.owned_by(request.user), ref),
                     user=request.user,
                     name=data["name"],
@@ -171,21 +170,17 @@ def vm_new(request):
                     vcpus=data["vcpus"],
                     memory_mib=data["memory_mib"],
                 )
-            else:
-                operation = vm_services.vm_create(
-                    owner=request.user,
-                    name=data["name"],
-                    image=vm_services.image_for_new_vm(ref),
-                    vcpus=data["vcpus"],
-                    memory_mib=data["memory_mib"],
-                    disk_gib=data["disk_gib"],
-                )
-        except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
+            return vm_services.vm_create(
+                owner=request.user,
+                name=data["name"],
+                image=vm_services.image_for_new_vm(ref),
+                vcpus=data["vcpus"],
+                memory_mib=data["memory_mib"],
+                disk_gib=data["disk_gib"],
+            )
+
+        created, operation = attempt_on_form(form, create)
+        if created:
             messages.success(request, f"Creating VM {data['name']!r}…")
             return redirect("vm_detail", operation.vm_id)
     return render(request, "vms/vm_new.html", {"form": form})

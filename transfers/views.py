@@ -3,15 +3,13 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.access import get_owned_or_404
-from core.errors import ServiceError
-from core.page_actions import attempt
+from core.page_actions import attempt, attempt_on_form
 from snapshots.models import Snapshot
 from transfers import quarantine, services
 from transfers.forms import ImportForm
@@ -110,21 +108,18 @@ def _snapshot_import(request, handler):
             form.add_error("file", services.too_big_message())
         elif form.is_valid():
             data = form.cleaned_data
-            try:
-                services.snapshot_import(
+            imported, _ = attempt_on_form(
+                form,
+                lambda: services.snapshot_import(
                     owner=request.user,
                     requester=request.user,
                     upload=Path(upload.temporary_file_path()),
                     fmt=data["format"],
                     name=data["name"],
                     image=data["image"],
-                )
-            except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
+                ),
+            )
+            if imported:
                 messages.success(
                     request,
                     f"The image passed its checks; {data['name']!r} is being added to your "
