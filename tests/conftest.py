@@ -21,6 +21,19 @@ from accounts.services import user_create
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    """Tests hash passwords with MD5: a real PBKDF2 hash costs about half a second here, and the
+    suite makes hundreds (every persona, every log-in). What the tests check is who may log in,
+    not the hash's strength; the service's own settings keep PBKDF2."""
+    from django.test.utils import override_settings
+
+    fast = override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"])
+    fast.enable()
+    yield
+    fast.disable()
+
+
 @pytest.fixture(autouse=True)
 def empty_cache(request, django_db_setup, django_db_blocker):
     """Every test starts with empty throttle and rate counters: tests share no state through the
