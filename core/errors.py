@@ -34,6 +34,10 @@ class LimitExceeded(ServiceError):
     """The account's plan does not allow more."""
 
 
+class Unavailable(ServiceError):
+    """A part the request needs (a VM's host) does not answer right now; try again later."""
+
+
 class RateLimited(ServiceError):
     """Too many requests of one kind in a short time."""
 

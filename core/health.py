@@ -66,4 +66,9 @@ def checks() -> list:
 
 
 def run_checks() -> list[Check]:
-    return [check() for check in checks()]
+    """Every check's result; a check of several parts of one kind (hosts) gives a list."""
+    results = []
+    for check in checks():
+        found = check()
+        results.extend(found if isinstance(found, list) else [found])
+    return results

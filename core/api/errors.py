@@ -12,7 +12,14 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import Busy, InvalidState, LimitExceeded, RateLimited, ServiceError
+from core.errors import (
+    Busy,
+    InvalidState,
+    LimitExceeded,
+    RateLimited,
+    ServiceError,
+    Unavailable,
+)
 
 NOT_FOUND = "Not found."
 
@@ -50,6 +57,8 @@ def exception_handler(exc, context):
         return Response(error_body("throttled", exc.message), status=429)
     if isinstance(exc, LimitExceeded):
         return Response(error_body("limit_exceeded", exc.message), status=403)
+    if isinstance(exc, Unavailable):
+        return Response(error_body("unavailable", exc.message), status=503)
     if isinstance(exc, (InvalidState, ServiceError)):
         return Response(error_body("conflict", exc.message), status=409)
     if isinstance(exc, DjangoValidationError):
