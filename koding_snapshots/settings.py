@@ -187,6 +187,8 @@ STORAGE_DIR = Path(
     )
 )
 STORAGE_POOL = env_str("STORAGE_POOL", "koding-snapshots")
+# vCPUs a host registered without a given capacity may hand out per CPU it has (overcommit).
+HOST_VCPU_RATIO = env_int("HOST_VCPU_RATIO", 4, minimum=1, maximum=64)
 
 # --- Exports and imports ------------------------------------------------------------------
 # Exported snapshots (one compressed qcow2 each) wait here for their download, outside any pool.

@@ -17,6 +17,7 @@ from operations.services import operation_start
 from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.selectors import usage_for
 from vms.models import VM, Layer, VMState
+from vms.placement import host_place
 from vms.services import GIB, clean_name, lock_owner, vm_limit_check, vm_validate_size
 
 
@@ -198,10 +199,16 @@ def snapshot_new_vm(
             snapshot = _ready(snapshot)
             lock_owner(owner)
             vm_limit_check(owner)
+            host = host_place(
+                vcpus=vcpus,
+                memory_mib=memory_mib,
+                disk_bytes=max(snapshot.disk_bytes, GIB),
+                layer=snapshot.layer,
+            )
             vm = VM.objects.create(
                 owner=owner,
                 name=name,
-                host=snapshot.image.host,
+                host=host,
                 image=snapshot.image,
                 vcpus=vcpus,
                 memory_mib=memory_mib,

@@ -172,12 +172,13 @@ def test_pool():
         "console_dir": str(base / "console"),
     }
     hypervisor.pool_ensure(uri, name, config["pool_path"])
-    Path(config["console_dir"]).mkdir(parents=True, exist_ok=True)
+    hypervisor.pool_ensure(uri, f"{name}-console", config["console_dir"])
     yield config
     for record in hypervisor.domains(uri):
         if record.metadata.get("pool") == name:
             hypervisor.domain_undefine(uri, record.uuid)
     hypervisor.pool_remove(uri, name)
+    hypervisor.pool_remove(uri, f"{name}-console")
     shutil.rmtree(base, ignore_errors=True)
 
 

@@ -7,8 +7,51 @@ from vms.services import vm_flatten, vm_repair
 
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin):
-    list_display = ["name", "libvirt_uri", "domain_type", "pool_name", "enabled"]
-    list_filter = ["enabled", "domain_type"]
+    """Hosts are added here (or with `manage.py host add`): their pools are made through libvirt
+    and their capacity is read from them when left empty."""
+
+    list_display = [
+        "name",
+        "libvirt_uri",
+        "state",
+        "reachable",
+        "checked_at",
+        "memory_mib",
+        "vcpus",
+        "disk_gib",
+    ]
+    list_filter = ["state", "reachable", "domain_type"]
+    list_editable = ["state"]
+    readonly_fields = ["reachable", "checked_at", "last_error", "created_at"]
+    actions = ["check_now"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Pools keep their folders for good: layers name their backing files by path.
+        fixed = ["pool_name", "pool_path", "console_dir"] if obj else []
+        return [*self.readonly_fields, *fixed]
+
+    def save_model(self, request, obj, form, change):
+        from vms import hypervisor
+        from vms.services import host_prepare
+
+        try:
+            host_prepare(obj)
+        except hypervisor.HypervisorError as exc:
+            self.message_user(
+                request, f"Saved, but {obj.name}'s pools could not be made: {exc}", messages.WARNING
+            )
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Check whether the selected hosts answer")
+    def check_now(self, request, queryset):
+        from vms.services import host_check
+
+        for host in queryset:
+            problem = host_check(host)
+            if problem:
+                self.message_user(request, f"{host.name}: {problem}", messages.ERROR)
+            else:
+                self.message_user(request, f"{host.name} answers.", messages.SUCCESS)
 
 
 @admin.register(Image)

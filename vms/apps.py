@@ -8,9 +8,9 @@ class VmsConfig(AppConfig):
     def ready(self):
         from core import bootstrap, health
         from vms.bootstrap import host, image
-        from vms.health import check_libvirt
+        from vms.health import check_hosts
 
-        health.register(check_libvirt, order=20)
+        health.register(check_hosts, order=20)
         bootstrap.register(host, order=10)
         bootstrap.register(image, order=30)
         _register_operations()
@@ -19,6 +19,7 @@ class VmsConfig(AppConfig):
         schedule_register("flatten deep disk chains", "vms.tasks.flatten_deep_chains", minutes=10)
         schedule_register("merge layers no snapshot needs", "vms.tasks.merge_layers", minutes=5)
         schedule_register("reconcile", "vms.tasks.reconcile", minutes=5)
+        schedule_register("check hosts", "vms.tasks.check_hosts", minutes=1)
 
 
 def _register_operations():

@@ -1,4 +1,4 @@
-"""Health of libvirt and the storage pool, for `core.health`."""
+"""Health of each libvirt host and its storage pool, for `core.health`."""
 
 from core.health import Check
 
@@ -25,3 +25,23 @@ def check_libvirt(host=None) -> Check:
             "or stopped: run `manage.py bootstrap`.",
         )
     return Check("libvirt", True, f"libvirt {version} answers; pool {host.pool_name!r} is up.")
+
+
+def check_hosts() -> list[Check]:
+    """One check per host in service ("host <name>"), recording the answer on the host; the
+    settings' host (as "libvirt") before any host is registered."""
+    from vms.models import Host, HostState
+    from vms.services import host_check
+
+    hosts = list(Host.objects.exclude(state=HostState.DISABLED))
+    if not hosts:
+        return [check_libvirt()]
+    found = []
+    for host in hosts:
+        problem = host_check(host)
+        where = f"{host.name} ({host.libvirt_uri}, {host.get_state_display().split(':')[0]})"
+        if problem:
+            found.append(Check(f"host {host.name}", False, f"{where} does not work: {problem}"))
+        else:
+            found.append(Check(f"host {host.name}", True, f"{where} answers; its pool is up."))
+    return found

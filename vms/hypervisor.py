@@ -3,8 +3,9 @@
 It speaks in typed values (UUIDs, paths, byte counts), builds every XML document with
 ElementTree, does all disk work through libvirt's storage-pool API and block jobs (so a remote
 host over `qemu+ssh://` works with the same code; the one exception, merging a layer no guest has
-open, runs `qemu-img` and needs the pool on this machine), and turns libvirt's errors into the
-exceptions below.
+open, runs `qemu-img` and needs the pool on this machine), reads consoles through the storage API
+and console streams, moves volumes between hosts through storage streams, and turns libvirt's
+errors into the exceptions below.
 Connections are opened lazily, one per process and URI: django-q2 forks its workers, and a
 libvirt connection must not cross a fork.
 """
@@ -38,6 +39,8 @@ class HypervisorError(BackendRefused):
 
 class HypervisorUnavailable(HypervisorError):
     """libvirtd could not be reached."""
+
+    who = "The host"
 
 
 class DomainNotFound(HypervisorError):
@@ -119,11 +122,46 @@ def connect(uri: str) -> libvirt.virConnect:
                 _connections[key] = conn
                 _checked_at[key] = time.monotonic()
                 return conn
-        with _libvirt_errors():
+        _reachable_or_raise(uri)
+        try:
             conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise HypervisorUnavailable(
+                f"libvirt at {uri} does not answer: {exc.get_error_message() or exc}"
+            ) from exc
+        if not uri_is_local(uri):
+            # A host that goes away mid-call is noticed within seconds, not minutes.
+            with suppress(libvirt.libvirtError):
+                conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
         _connections[key] = conn
         _checked_at[key] = time.monotonic()
         return conn
+
+
+CONNECT_TIMEOUT = 3.0
+KEEPALIVE_INTERVAL = 5
+KEEPALIVE_COUNT = 3
+_DEFAULT_PORTS = {"tcp": 16509, "tls": 16514, "ssh": 22, "libssh": 22, "libssh2": 22}
+
+
+def _reachable_or_raise(uri: str) -> None:
+    """Refuse within CONNECT_TIMEOUT a remote host whose port does not answer: libvirt itself
+    waits for the operating system's TCP timeout (minutes) on a host that is gone."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    transport = parts.scheme.partition("+")[2]
+    if transport not in _DEFAULT_PORTS or not parts.hostname:
+        return
+    import socket
+
+    address = (parts.hostname, parts.port or _DEFAULT_PORTS[transport])
+    try:
+        socket.create_connection(address, timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise HypervisorUnavailable(
+            f"libvirt at {uri} does not answer ({exc.strerror or exc}); the host may be down."
+        ) from None
 
 
 def version(uri: str) -> str:
@@ -285,6 +323,63 @@ def volume_upload(uri: str, pool_name: str, name: str, source_file: str) -> Volu
             stream.abort()
             vol.delete(0)
             raise
+        pool.refresh(0)
+        return _volume_info(pool.storageVolLookupByName(name))
+
+
+TRANSFER_CHUNK = 1024 * 1024
+
+
+def volume_transfer(
+    source_uri: str, source_pool: str, target_uri: str, target_pool: str, name: str
+) -> VolumeInfo:
+    """Copy a volume from one host's pool into another's, under the same name, as it is (a
+    qcow2 layer keeps its header, so its backing path too).
+
+    The file streams from libvirt to libvirt through this process, holes as holes (sparse
+    streams): nothing is written to a temporary file, and unallocated space is not sent. A
+    leftover of an earlier copy cut short is replaced.
+    """
+    source_conn, target_conn = connect(source_uri), connect(target_uri)
+    with _libvirt_errors():
+        source = _pool(source_uri, source_pool).storageVolLookupByName(name)
+        _type, _capacity, physical = source.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)
+        pool = _pool(target_uri, target_pool)
+        with suppress(libvirt.libvirtError):
+            pool.storageVolLookupByName(name).delete(0)
+        root = ET.Element("volume")
+        ET.SubElement(root, "name").text = name
+        ET.SubElement(root, "capacity", unit="bytes").text = str(physical)
+        ET.SubElement(root, "allocation", unit="bytes").text = "0"
+        ET.SubElement(ET.SubElement(root, "target"), "format", type="raw")
+        target = pool.createXML(ET.tostring(root, encoding="unicode"), 0)
+        down = source_conn.newStream(0)
+        up = target_conn.newStream(0)
+        try:
+            source.download(down, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+            target.upload(up, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+            while True:
+                data = down.recvFlags(TRANSFER_CHUNK, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
+                if data == -3:
+                    up.sendHole(down.recvHole(0), 0)
+                    continue
+                if isinstance(data, int):
+                    raise HypervisorError(f"Reading {name} from {source_uri} failed.")
+                if not data:
+                    break
+                sent = 0
+                while sent < len(data):
+                    sent += up.send(data[sent:])
+            down.finish()
+            up.finish()
+        except BaseException:
+            for stream in (down, up):
+                with suppress(libvirt.libvirtError):
+                    stream.abort()
+            with suppress(libvirt.libvirtError):
+                target.delete(0)
+            raise
+        # Re-read the folder: the volume's format and backing file are probed from its header.
         pool.refresh(0)
         return _volume_info(pool.storageVolLookupByName(name))
 
@@ -694,6 +789,77 @@ def domains(uri: str) -> list[DomainRecord]:
         except libvirt.libvirtError:
             continue  # not ours (no metadata), or undefined while we looked
     return records
+
+
+def console_read(uri: str, pool_name: str, name: str, max_bytes: int) -> tuple[bytes, int]:
+    """The last `max_bytes` of a guest's console log, and the log's whole size.
+
+    The log lives in the host's console pool (virtlogd writes it there), and is read through the
+    storage API, so a console on a remote host reads like a local one. (b"", 0) without a log.
+    """
+    conn = connect(uri)
+    with _libvirt_errors():
+        try:
+            pool = _pool(uri, pool_name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+                return b"", 0  # a host not prepared yet has had no guest
+            raise
+        try:
+            vol = pool.storageVolLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise
+            pool.refresh(0)  # a log virtlogd began since the pool was last read
+            try:
+                vol = pool.storageVolLookupByName(name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    return b"", 0
+                raise
+        _type, _capacity, size = vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)
+        offset = max(0, size - max_bytes)
+        if size == offset:
+            return b"", size
+        stream = conn.newStream(0)
+        chunks = []
+        try:
+            vol.download(stream, offset, size - offset, 0)
+            while True:
+                data = stream.recv(TRANSFER_CHUNK)
+                if isinstance(data, int) or not data:
+                    break
+                chunks.append(data)
+            stream.finish()
+        except BaseException:
+            with suppress(libvirt.libvirtError):
+                stream.abort()
+            raise
+    return b"".join(chunks), size
+
+
+def volumes_delete_prefixed(uri: str, pool_name: str, prefix: str) -> None:
+    """Delete every volume whose name starts with `prefix` (a console log and its rotations)."""
+    with _libvirt_errors():
+        pool = _pool(uri, pool_name)
+        pool.refresh(0)
+        for vol in pool.listAllVolumes(0):
+            if vol.name().startswith(prefix):
+                with suppress(libvirt.libvirtError):
+                    vol.delete(0)
+
+
+def host_resources(uri: str) -> dict:
+    """What the host has: memory in MiB and CPUs (libvirt's node info)."""
+    with _libvirt_errors():
+        info = connect(uri).getInfo()
+    return {"memory_mib": int(info[1]), "cpus": int(info[2])}
+
+
+def pool_capacity(uri: str, pool_name: str) -> int:
+    """The size of the file system under the pool, in bytes."""
+    with _libvirt_errors():
+        return int(_pool(uri, pool_name).info()[1])
 
 
 # QEMU notices a new reader of the console's pty by polling once a second, and only then reads

@@ -19,11 +19,12 @@ from django.db.models import Exists, F, OuterRef
 
 from core.errors import InvalidState
 from vms import hypervisor
-from vms.models import VM, Host, Layer, LayerState
+from vms.models import VM, Host, Layer, LayerCopy, LayerCopyState, LayerState
 
 
-def layer_path(layer: Layer) -> str:
-    host = layer.host
+def layer_path(layer: Layer, host: Host | None = None) -> str:
+    """The layer's file on `host` (by default the host it was made on)."""
+    host = host or layer.host
     return hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer.volume_name).path
 
 
@@ -35,7 +36,12 @@ def layer_create(
     *, host: Host, parent: Layer | None, virtual_size: int, full_copy: bool = False
 ) -> Layer:
     """A new writable layer on top of `parent` (instant), or with `full_copy` an independent copy
-    of everything `parent` holds (costs a read of the whole chain)."""
+    of everything `parent` holds (costs a read of the whole chain).
+
+    A parent made on another host is first copied to `host`, with the layers under it
+    (`layer_chain_seed`)."""
+    if parent is not None and host.pk not in layer_hosts(parent):
+        layer_chain_seed(parent, host)
     with transaction.atomic():
         if parent is not None:
             parent = Layer.objects.select_for_update().get(pk=parent.pk)
@@ -62,7 +68,7 @@ def layer_create(
                 host.pool_name,
                 layer.volume_name,
                 capacity=layer.virtual_size,
-                backing_path=layer_path(parent) if parent else None,
+                backing_path=layer_path(parent, host) if parent else None,
             )
     except BaseException:
         hypervisor.volume_delete(host.libvirt_uri, host.pool_name, layer.volume_name)
@@ -94,6 +100,8 @@ def layer_unwritten(layer: Layer) -> bool:
 def layer_is_needed(layer: Layer) -> bool:
     """Whether anything refers to the layer: a VM, a snapshot, an image or a child layer."""
     for relation in Layer._meta.related_objects:
+        if relation.related_model is LayerCopy:
+            continue  # copies on other hosts go with the layer
         if getattr(layer, relation.get_accessor_name()).exists():
             return True
     return False
@@ -118,6 +126,9 @@ def layer_release(layer_id) -> list:
             if layer is None or layer_is_needed(layer):
                 return freed
             Layer.objects.filter(pk=layer.pk).update(state=LayerState.DELETING)
+        for copy in LayerCopy.objects.filter(layer=layer).select_related("host"):
+            hypervisor.volume_delete(copy.host.libvirt_uri, copy.host.pool_name, layer.volume_name)
+            copy.delete()
         hypervisor.volume_delete(layer.host.libvirt_uri, layer.host.pool_name, layer.volume_name)
         current = layer.parent_id
         layer.delete()
@@ -140,16 +151,27 @@ def file_name_keeper_register(reason: Callable[[Layer], str | None]) -> None:
 
 def _references(layer_model=Layer):
     """The relations that need a layer, other than the layers built on it."""
-    return [r for r in layer_model._meta.related_objects if r.related_model is not Layer]
+    return [
+        r
+        for r in layer_model._meta.related_objects
+        if r.related_model is not Layer and r.related_model is not LayerCopy
+    ]
 
 
 def layer_merge_target(layer: Layer) -> Layer | None:
-    """The one layer `layer` can be merged into: its only child, when nothing else needs it."""
+    """The one layer `layer` can be merged into: its only child, when nothing else needs it.
+
+    Layers copied to other hosts are kept as they are: chains there are built on the copies.
+    """
     for relation in _references():
         if getattr(layer, relation.get_accessor_name()).exists():
             return None
     children = list(layer.children.all()[:2])
     if len(children) != 1 or children[0].state != LayerState.READY:
+        return None
+    if LayerCopy.objects.filter(layer__in=[layer, children[0]]).exists():
+        return None
+    if children[0].host_id != layer.host_id:
         return None
     return children[0]
 
@@ -332,3 +354,119 @@ def _committed_into(layer: Layer, child: Layer) -> dict:
 def _free(layer: Layer) -> None:
     hypervisor.volume_delete(layer.host.libvirt_uri, layer.host.pool_name, layer.volume_name)
     Layer.objects.filter(pk=layer.pk).delete()
+
+
+# --- Layers on several hosts ----------------------------------------------------------------
+
+
+def layer_hosts(layer: Layer) -> set:
+    """The ids of the hosts that hold the layer: the one it was made on, and ready copies."""
+    copies = LayerCopy.objects.filter(layer=layer, state=LayerCopyState.READY)
+    return {layer.host_id, *copies.values_list("host_id", flat=True)}
+
+
+def layer_chain(layer: Layer) -> list:
+    """The layer and every layer under it, bottom first."""
+    chain = []
+    while layer is not None:
+        chain.append(layer)
+        layer = Layer.objects.select_related("host").filter(pk=layer.parent_id).first()
+    return chain[::-1]
+
+
+# How long a copy may stay unfinished before another worker takes it over (its worker died).
+COPY_STALE_SECONDS = 15 * 60
+COPY_POLL_SECONDS = 0.5
+
+
+def layer_chain_seed(layer: Layer, host: Host, *, on_progress=None) -> int:
+    """Make `host` hold the layer and every layer under it: each missing one is streamed from a
+    host that holds it, through libvirt (sparse, no temporary file), into the same path of
+    `host`'s pool. Returns the number of layers copied.
+
+    Several workers seeding the same layer to the same host copy it once: the others wait.
+    """
+    chain = layer_chain(layer)
+    copied = 0
+    for index, part in enumerate(chain):
+        if on_progress:
+            on_progress(index / len(chain))
+        if _layer_copy(part, host):
+            copied += 1
+    return copied
+
+
+def _layer_copy(layer: Layer, host: Host) -> bool:
+    """Copy one layer to `host` unless it is there. True when this call copied it."""
+    import time
+
+    from django.utils import timezone
+
+    if layer.host_id == host.pk:
+        return False
+    deadline = time.monotonic() + COPY_STALE_SECONDS
+    while True:
+        with transaction.atomic():
+            copy, created = LayerCopy.objects.select_for_update().get_or_create(
+                layer=layer, host=host
+            )
+            if copy.state == LayerCopyState.READY:
+                return False
+            stale = (timezone.now() - copy.created_at).total_seconds() > COPY_STALE_SECONDS
+            if created or stale or time.monotonic() > deadline:
+                LayerCopy.objects.filter(pk=copy.pk).update(created_at=timezone.now())
+                break
+        time.sleep(COPY_POLL_SECONDS)  # another worker is copying it
+    if host.pool_path != layer.host.pool_path:
+        LayerCopy.objects.filter(pk=copy.pk).delete()
+        raise InvalidState(
+            f"Hosts {layer.host.name} and {host.name} keep their pools in different folders; "
+            "layers move between hosts only when every host uses the same pool folder."
+        )
+    try:
+        source = _reachable_holder(layer, exclude=host)
+        hypervisor.volume_transfer(
+            source.libvirt_uri,
+            source.pool_name,
+            host.libvirt_uri,
+            host.pool_name,
+            layer.volume_name,
+        )
+    except BaseException:
+        LayerCopy.objects.filter(pk=copy.pk, state=LayerCopyState.COPYING).delete()
+        raise
+    LayerCopy.objects.filter(pk=copy.pk).update(state=LayerCopyState.READY)
+    return True
+
+
+def _reachable_holder(layer: Layer, *, exclude: Host) -> Host:
+    """A host to copy the layer from: the one it was made on, else any with a ready copy."""
+    holders = [layer.host] + [
+        copy.host
+        for copy in LayerCopy.objects.filter(layer=layer, state=LayerCopyState.READY)
+        .exclude(host=exclude)
+        .select_related("host")
+    ]
+    last_error = None
+    for holder in holders:
+        try:
+            hypervisor.version(holder.libvirt_uri)
+            return holder
+        except hypervisor.HypervisorError as exc:
+            last_error = exc
+    raise hypervisor.HypervisorUnavailable(
+        f"No host that holds the disk layer answers ({last_error}); try again when "
+        f"{layer.host.name} is back."
+    )
+
+
+def volumes_seed(source: Host, host: Host, names: list[str]) -> None:
+    """Copy volumes that never change (an image's kernel and initrd) to `host` unless there."""
+    if source.pk == host.pk:
+        return
+    present = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    for name in names:
+        if name not in present:
+            hypervisor.volume_transfer(
+                source.libvirt_uri, source.pool_name, host.libvirt_uri, host.pool_name, name
+            )

@@ -28,18 +28,41 @@ class VMOperationKind(models.TextChoices):
     REPAIR = "vm.repair", "Repair VM"
 
 
+class HostState(models.TextChoices):
+    ENABLED = "enabled", "Enabled: runs VMs and takes new ones"
+    DRAINING = "draining", "Draining: runs its VMs, takes no new ones"
+    DISABLED = "disabled", "Disabled: out of service"
+
+
 class Host(models.Model):
-    """A libvirt host that runs guests, with the storage pool that holds their disk layers."""
+    """A libvirt host that runs guests, with the storage pool that holds their disk layers.
+
+    Every host keeps its pool in the same folder (`pool_path`), so the backing paths written in
+    qcow2 headers resolve on whichever host a layer is copied to. Capacity is what placement may
+    hand out to VMs (set it above the hardware to overcommit).
+    """
 
     name = models.SlugField(max_length=64, unique=True)
-    libvirt_uri = models.CharField(max_length=255)
+    libvirt_uri = models.CharField(
+        max_length=255, help_text="e.g. qemu:///system, qemu+ssh://root@host2/system, qemu+tls://…"
+    )
     domain_type = models.CharField(
         max_length=8, choices=[("qemu", "qemu (software)"), ("kvm", "kvm")], default="qemu"
     )
     pool_name = models.CharField(max_length=100)
     pool_path = models.CharField(max_length=255, help_text="Folder of the storage pool.")
     console_dir = models.CharField(max_length=255, help_text="Folder of the guests' console logs.")
-    enabled = models.BooleanField(default=True)
+    state = models.CharField(max_length=16, choices=HostState.choices, default=HostState.ENABLED)
+    memory_mib = models.PositiveIntegerField(
+        default=16384, help_text="Memory placement may hand out to VMs, in MiB."
+    )
+    vcpus = models.PositiveIntegerField(default=32, help_text="vCPUs placement may hand out.")
+    disk_gib = models.PositiveIntegerField(
+        default=1024, help_text="Disk placement may hand out (VMs' disk sizes), in GiB."
+    )
+    reachable = models.BooleanField(default=True, help_text="Whether libvirt answered last time.")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -47,6 +70,16 @@ class Host(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def console_pool_name(self) -> str:
+        """The storage pool over `console_dir`, through which console logs are read remotely."""
+        return f"{self.pool_name}-console"
+
+
+class LayerCopyState(models.TextChoices):
+    COPYING = "copying", "Copying"
+    READY = "ready", "Ready"
 
 
 class LayerState(models.TextChoices):
@@ -82,6 +115,27 @@ class Layer(models.Model):
     @property
     def volume_name(self) -> str:
         return f"{self.id}.qcow2"
+
+
+class LayerCopy(models.Model):
+    """A copy of a read-only layer in another host's pool, under the same volume name and path,
+    so that layers built on it there find it. Made when a VM on that host needs the layer (see
+    `vms.layers.layer_chain_seed`); freed together with the layer."""
+
+    layer = models.ForeignKey(Layer, on_delete=models.CASCADE, related_name="copies")
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="layer_copies")
+    state = models.CharField(
+        max_length=16, choices=LayerCopyState.choices, default=LayerCopyState.COPYING
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["layer", "host"], name="one_copy_of_a_layer_per_host")
+        ]
+
+    def __str__(self):
+        return f"{self.layer_id} on {self.host_id}"
 
 
 class Image(models.Model):

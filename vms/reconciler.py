@@ -34,7 +34,7 @@ from operations.models import (
 )
 from operations.services import operations_expire
 from vms import hypervisor, layers
-from vms.models import VM, Host, Image, Layer, LayerState, VMState
+from vms.models import VM, Host, HostState, Image, Layer, LayerState, VMState
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def reconcile(*, now=None, grace: timedelta | None = None) -> Report:
     started = timezone.now()
     report = Report()
     _operations(report, now, grace)
-    for host in Host.objects.filter(enabled=True):
+    for host in Host.objects.exclude(state=HostState.DISABLED):
         try:
             _host(report, host, now, grace)
         except hypervisor.HypervisorError as exc:
@@ -176,9 +176,10 @@ def _volumes(report: Report, host: Host, now, grace: timedelta) -> None:
     uri, pool = host.libvirt_uri, host.pool_name
     names = set(hypervisor.volume_names(uri, pool))
     known = {layer.volume_name for layer in Layer.objects.filter(host=host).only("id")}
-    for kernel, initrd in Image.objects.filter(host=host).values_list(
-        "kernel_volume", "initrd_volume"
-    ):
+    # Copies of layers made elsewhere, and every image's kernel and initrd (copied to the hosts
+    # that run its VMs; names are ids, so other hosts' names do no harm).
+    known |= {f"{pk}.qcow2" for pk in host.layer_copies.values_list("layer_id", flat=True)}
+    for kernel, initrd in Image.objects.values_list("kernel_volume", "initrd_volume"):
         known |= {kernel, initrd}
     known |= volumes_kept(host)
     for layer in Layer.objects.filter(host=host, state=LayerState.READY).only("id"):

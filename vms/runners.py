@@ -9,7 +9,7 @@ twice. `recover` repairs what a runner whose worker died left half-done.
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from django.conf import settings
 
@@ -21,8 +21,9 @@ from vms import hypervisor, layers
 from vms.models import VM, Layer, VMState
 
 
-def console_log_path(vm: VM) -> Path:
-    return Path(vm.host.console_dir) / f"{vm.id}.log"
+def console_log_path(vm: VM) -> str:
+    """Where the VM's host keeps its console log (a file in the host's console pool)."""
+    return str(PurePosixPath(vm.host.console_dir) / f"{vm.id}.log")
 
 
 def guest_hostname(vm: VM) -> str:
@@ -42,7 +43,7 @@ def domain_spec(vm: VM) -> hypervisor.DomainSpec:
         kernel_path=layers.volume_path(host, image.kernel_volume),
         initrd_path=layers.volume_path(host, image.initrd_volume),
         cmdline=f"{image.cmdline} ks.hostname={guest_hostname(vm)}",
-        console_log=str(console_log_path(vm)),
+        console_log=console_log_path(vm),
         metadata={"vm": str(vm.id), "host": host.name, "pool": host.pool_name},
     )
 
@@ -76,8 +77,9 @@ def vm_create_run(operation: Operation) -> dict:
     if vm.state != VMState.CREATING:
         return {"vm": str(vm.id)}  # done by an earlier delivery of this operation
     try:
-        operation_report(operation, progress=10, message="Creating the disk")
         parent, full_copy = creation_source(vm, operation)
+        disk_to_host(vm, operation, parent)
+        operation_report(operation, progress=40, message="Creating the disk")
         layer = layers.layer_create(
             host=vm.host, parent=parent, virtual_size=vm.disk_bytes, full_copy=full_copy
         )
@@ -95,6 +97,24 @@ def vm_create_run(operation: Operation) -> dict:
         raise
     _set_state(vm, VMState.RUNNING)
     return {"vm": str(vm.id)}
+
+
+def disk_to_host(vm: VM, operation: Operation, layer: Layer) -> None:
+    """Copy the layers `layer` builds on, and the image's kernel and initrd, to the VM's host
+    where it lacks them (streamed from a host that has them)."""
+    host = vm.host
+    if host.pk not in layers.layer_hosts(layer):
+        message = f"Copying the disk to host {host.name}"
+        operation_report(operation, progress=10, message=message)
+        layers.layer_chain_seed(
+            layer,
+            host,
+            on_progress=lambda done: operation_report(
+                operation, progress=10 + int(25 * done), message=message
+            ),
+        )
+    image = vm.image
+    layers.volumes_seed(image.host, host, [image.kernel_volume, image.initrd_volume])
 
 
 def creation_source(vm: VM, operation: Operation):
@@ -217,10 +237,8 @@ def discard(vm: VM) -> None:
     VM.objects.filter(pk=vm.pk).update(active_layer=None, state=VMState.DELETING)
     if layer_id is not None:
         layers.layer_release(layer_id)
-    log = console_log_path(vm)
-    for path in [log, *log.parent.glob(f"{log.name}.*")]:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    with contextlib.suppress(hypervisor.HypervisorError):
+        hypervisor.volumes_delete_prefixed(host.libvirt_uri, host.console_pool_name, f"{vm.id}.log")
     VM.objects.filter(pk=vm.pk).delete()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache as rate_cache
@@ -17,11 +16,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.selectors import plan_for
-from core.errors import Busy, InvalidState, LimitExceeded, RateLimited
+from core.errors import Busy, InvalidState, LimitExceeded, RateLimited, Unavailable
 from operations.models import Operation
 from operations.services import operation_start
 from vms import hypervisor, layers
-from vms.models import VM, Host, Image, Layer, VMOperationKind, VMState
+from vms.models import VM, Host, HostState, Image, Layer, VMOperationKind, VMState
+from vms.placement import host_place
 from vms.selectors import host_from_settings
 
 GIB = 1024**3
@@ -31,9 +31,11 @@ ANSI_ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07|[()][A-Za-z0-9
 
 
 def host_ensure_default() -> Host:
-    """Register the host the settings describe, and make sure its storage pool runs."""
+    """Register the host the settings describe, and make sure its storage pools run. A host
+    registered now gets the capacity its hardware has (see `host_capacity`); an admin's later
+    changes to it are kept."""
     wanted = host_from_settings()
-    host, _ = Host.objects.update_or_create(
+    host, created = Host.objects.update_or_create(
         name=wanted.name,
         defaults={
             "libvirt_uri": wanted.libvirt_uri,
@@ -44,13 +46,92 @@ def host_ensure_default() -> Host:
         },
     )
     host_prepare(host)
+    if created:
+        Host.objects.filter(pk=host.pk).update(**host_capacity(host))
+        host.refresh_from_db()
     return host
 
 
 def host_prepare(host: Host) -> None:
-    """Create the host's storage pool and console folder where they are missing."""
+    """Create the host's storage pool and console-log pool where they are missing (through
+    libvirt, so a remote host is prepared the same way)."""
     hypervisor.pool_ensure(host.libvirt_uri, host.pool_name, host.pool_path)
-    Path(host.console_dir).mkdir(parents=True, exist_ok=True)
+    hypervisor.pool_ensure(host.libvirt_uri, host.console_pool_name, host.console_dir)
+
+
+def host_capacity(host: Host) -> dict:
+    """What placement may hand out on a host, from its hardware: its memory, HOST_VCPU_RATIO
+    vCPUs per CPU, and the pool's file system size."""
+    found = hypervisor.host_resources(host.libvirt_uri)
+    disk = hypervisor.pool_capacity(host.libvirt_uri, host.pool_name)
+    return {
+        "memory_mib": found["memory_mib"],
+        "vcpus": found["cpus"] * settings.HOST_VCPU_RATIO,
+        "disk_gib": max(1, disk // GIB),
+    }
+
+
+def host_add(
+    *,
+    name: str,
+    libvirt_uri: str,
+    memory_mib: int | None = None,
+    vcpus: int | None = None,
+    disk_gib: int | None = None,
+    domain_type: str | None = None,
+) -> Host:
+    """Register another libvirt host, with the same pool and console folders as the others.
+
+    Its pools are made through libvirt; capacity not given is read from the host."""
+    template = host_from_settings()
+    host = Host(
+        name=name,
+        libvirt_uri=libvirt_uri,
+        domain_type=domain_type or template.domain_type,
+        pool_name=template.pool_name,
+        pool_path=template.pool_path,
+        console_dir=template.console_dir,
+    )
+    host.full_clean(exclude=["memory_mib", "vcpus", "disk_gib"])
+    host_prepare(host)
+    found = host_capacity(host)
+    host.memory_mib = memory_mib or found["memory_mib"]
+    host.vcpus = vcpus or found["vcpus"]
+    host.disk_gib = disk_gib or found["disk_gib"]
+    host.save()
+    return host
+
+
+def host_check(host: Host) -> str | None:
+    """Ask the host's libvirt whether it answers and its pool runs; record the answer on the
+    host (its VMs' pages show it). Returns the problem, or None."""
+    from django.utils import timezone
+
+    try:
+        hypervisor.version(host.libvirt_uri)
+        problem = None
+        if not hypervisor.pool_exists(host.libvirt_uri, host.pool_name):
+            problem = f"the storage pool {host.pool_name!r} is missing or stopped"
+    except hypervisor.HypervisorError as exc:
+        problem = str(exc)
+    Host.objects.filter(pk=host.pk).update(
+        reachable=problem is None, checked_at=timezone.now(), last_error=problem or ""
+    )
+    host.reachable, host.last_error = problem is None, problem or ""
+    return problem
+
+
+def hosts_check() -> dict:
+    """Check every host in service (see `host_check`); {host name: problem or None}."""
+    return {host.name: host_check(host) for host in Host.objects.exclude(state=HostState.DISABLED)}
+
+
+def host_unavailable(host: Host, exc: Exception) -> Unavailable:
+    """The error to show for a call to a host that does not answer."""
+    return Unavailable(
+        f"Host {host.name} does not answer ({exc}); this VM's console and actions work again "
+        "when it is back."
+    )
 
 
 def clean_name(name: str, *, field: str = "name", what: str = "name") -> str:
@@ -131,11 +212,13 @@ def vm_create(
     vm_validate_size(image=image, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
     if _name_taken(owner, name):
         raise ValidationError({"name": f"You already have a VM named {name!r}."})
-    host = image.host
     try:
         with transaction.atomic():
             lock_owner(owner)
             vm_limit_check(owner)
+            host = host_place(
+                vcpus=vcpus, memory_mib=memory_mib, disk_bytes=disk_gib * GIB, layer=image.layer
+            )
             vm = VM.objects.create(
                 owner=owner,
                 name=name,
@@ -327,23 +410,24 @@ def vm_rename(*, vm: VM, name: str) -> VM:
 
 
 def console_read(*, vm: VM, max_bytes: int = 32 * 1024) -> str:
-    """The last of what the guest printed on its serial console, as plain text."""
-    from vms.runners import console_log_path
-
-    path = console_log_path(vm)
+    """The last of what the guest printed on its serial console, as plain text, read from its
+    host through libvirt. Raises `Unavailable` when the host does not answer."""
+    host = vm.host
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - max_bytes))
-            data = handle.read()
-    except FileNotFoundError:
-        return ""
+        data, size = hypervisor.console_read(
+            host.libvirt_uri, host.console_pool_name, console_log_name(vm), max_bytes
+        )
+    except hypervisor.HypervisorError as exc:
+        raise host_unavailable(host, exc) from None
     text = data.decode("utf-8", errors="replace")
     if size > max_bytes:
         text = text.split("\n", 1)[-1]  # drop the partial first line
     text = ANSI_ESCAPE.sub("", text).replace("\r", "")
     return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+
+
+def console_log_name(vm: VM) -> str:
+    return f"{vm.id}.log"
 
 
 def console_send(*, vm: VM, user, line: str) -> None:

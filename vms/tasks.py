@@ -32,3 +32,10 @@ def reconcile() -> str:
     from vms.reconciler import reconcile as run
 
     return run().text()
+
+
+def check_hosts() -> dict:
+    """Record which hosts answer (their VMs' pages say so when one does not)."""
+    from vms.services import hosts_check
+
+    return hosts_check()

@@ -73,11 +73,11 @@ def _vm_context(request, vm):
 @require_GET
 def vm_detail(request, pk):
     vm = get_owned_or_404(
-        VM.objects.owned_by(request.user).select_related("image", "current_snapshot"), pk
+        VM.objects.owned_by(request.user).select_related("image", "current_snapshot", "host"), pk
     )
     context = _vm_context(request, vm)
     context["vm_actions"] = [action for action in ACTIONS if action != "delete"]
-    context["console"] = services.console_read(vm=vm)
+    context["console"], context["console_error"] = _console(vm)
     context["console_line_max"] = services.CONSOLE_LINE_MAX
     return render(request, "vms/vm_detail.html", context)
 
@@ -88,7 +88,7 @@ def vm_live(request, pk):
     """What changes on the VM page while an operation runs (polled only then): the state card,
     and out of band the snapshot table, the usage line and the Take Snapshot button. Once the
     operation has ended, `vm-changed` tells the page to refresh the rest that may have changed."""
-    queryset = VM.objects.owned_by(request.user).select_related("image", "current_snapshot")
+    queryset = VM.objects.owned_by(request.user).select_related("image", "current_snapshot", "host")
     try:
         vm = get_owned_or_404(queryset, pk)
     except Http404:
@@ -147,5 +147,14 @@ def vm_console(request, pk):
                 error = " ".join(exc.messages)
         else:
             error = f"Keep a line to {services.CONSOLE_LINE_MAX} characters."
-    context = {"vm": vm, "console": services.console_read(vm=vm), "console_error": error}
+    console, unavailable = _console(vm)
+    context = {"vm": vm, "console": console, "console_error": error or unavailable}
     return render(request, "vms/_console.html", context)
+
+
+def _console(vm) -> tuple[str, str]:
+    """The console's recent output, and why it cannot be read (its host does not answer)."""
+    try:
+        return services.console_read(vm=vm), ""
+    except ServiceError as exc:
+        return "", exc.message

@@ -2,6 +2,7 @@
 without a reboot. Rules first (no libvirt), then one real guest that counts in memory only."""
 
 import re
+from pathlib import Path
 
 import pytest
 from django.contrib.messages import get_messages
@@ -181,7 +182,7 @@ class WorkerDied(BaseException):
 def console_bytes(vm) -> bytes:
     from vms.runners import console_log_path
 
-    return console_log_path(vm).read_bytes()
+    return Path(console_log_path(vm)).read_bytes()
 
 
 def ticks(vm, since: int = 0) -> list[int]:

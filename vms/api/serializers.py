@@ -28,6 +28,12 @@ class VMSerializer(serializers.ModelSerializer):
     source_snapshot = serializers.UUIDField(
         source="source_snapshot_id", read_only=True, allow_null=True
     )
+    host = serializers.CharField(source="host.name", read_only=True)
+    host_reachable = serializers.BooleanField(
+        source="host.reachable",
+        read_only=True,
+        help_text="False while the VM's host does not answer: its console and actions fail.",
+    )
 
     class Meta:
         model = VM
@@ -42,6 +48,8 @@ class VMSerializer(serializers.ModelSerializer):
             "mac_address",
             "current_snapshot",
             "source_snapshot",
+            "host",
+            "host_reachable",
             "created_at",
             "updated_at",
         ]
