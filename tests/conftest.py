@@ -182,6 +182,34 @@ def test_pool():
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def second_libvirtd():
+    """Starts second libvirt hosts on this machine: `second_libvirtd(shadow_dir)` returns a
+    started `tests.second_host.SecondHost`, an unprivileged libvirtd at `.uri`
+    (qemu+tcp://127.0.0.1:<port>/session) with a random host UUID, in whose mount namespace
+    `shadow_dir` shows a private folder (`.private_dir` from outside). `.stop()` takes the host
+    down with its guests, `.start()` brings it back, `.close()` deletes it early; whatever is
+    left is closed at the end of the run. A factory, so each caller says which folder it shadows
+    (usually the folder of `test_pool`, whose pool and console paths then exist on both hosts).
+
+    Skips when not run as root: the bind mount and the change of user need it.
+    """
+    from tests import second_host
+
+    if os.geteuid() != 0:
+        pytest.skip("a second libvirt host needs root (a mount namespace and another user)")
+    started = []
+
+    def start(shadow_dir):
+        host = second_host.start(shadow_dir)
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        host.close()
+
+
 @pytest.fixture
 def host(db, test_pool):
     """The local host, on this test run's pool. Each test starts with an empty pool, but for the
