@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from core.errors import ServiceError
 from vms.models import VM, Host, Image, Layer
-from vms.services import vm_flatten, vm_repair
+from vms.services import vm_flatten, vm_move, vm_repair
 
 
 @admin.register(Host)
@@ -97,11 +97,12 @@ class VMAdmin(admin.ModelAdmin):
         "domain_uuid",
         "mac_address",
         "active_layer",
+        "host",
         "state",
         "created_at",
         "updated_at",
     ]
-    actions = ["flatten", "repair"]
+    actions = ["flatten", "repair", "move"]
 
     @admin.display(description="chain depth", ordering="active_layer__depth")
     def chain_depth(self, vm):
@@ -114,6 +115,10 @@ class VMAdmin(admin.ModelAdmin):
     @admin.action(description="Repair the selected VMs in error: define them again from their disk")
     def repair(self, request, queryset):
         self._start_each(request, queryset, vm_repair, "repairing")
+
+    @admin.action(description="Move the selected stopped VMs to another host (placement chooses)")
+    def move(self, request, queryset):
+        self._start_each(request, queryset, vm_move, "moving")
 
     def _start_each(self, request, queryset, service, doing: str) -> None:
         """Start `service` on each VM; say which were refused, and why."""

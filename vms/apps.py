@@ -39,5 +39,8 @@ def _register_operations():
     ):
         registry.register(kind, kind.label, run=run, repair=runners.vm_operation_repair)
     registry.register(
+        Kind.MOVE, Kind.MOVE.label, run=runners.vm_move_run, repair=runners.vm_move_repair
+    )
+    registry.register(
         Kind.MERGE, Kind.MERGE.label, run=runners.layer_merge_run, repair=runners.layer_merge_repair
     )

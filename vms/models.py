@@ -25,6 +25,7 @@ class VMOperationKind(models.TextChoices):
     DELETE = "vm.delete", "Delete VM"
     FLATTEN = "vm.flatten", "Flatten disk"
     MERGE = "vm.merge", "Merge disk layers"
+    MOVE = "vm.move", "Move VM to another host"
     REPAIR = "vm.repair", "Repair VM"
 
 

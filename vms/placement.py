@@ -60,15 +60,26 @@ def chain_bytes_held(layer: Layer | None) -> dict:
     return held
 
 
-def host_place(*, vcpus: int, memory_mib: int, disk_bytes: int, layer: Layer | None) -> Host:
+def host_place(
+    *,
+    vcpus: int,
+    memory_mib: int,
+    disk_bytes: int,
+    layer: Layer | None,
+    exclude: Host | None = None,
+    only: Host | None = None,
+) -> Host:
     """The enabled, answering host with room for a VM of this size: among those, the one that
     holds most of `layer`'s chain (no copying), then the least loaded. Call inside the
-    transaction that creates the VM. Raises `Unavailable` when no host has room."""
-    hosts = list(
-        Host.objects.select_for_update()
-        .filter(state=HostState.ENABLED, reachable=True)
-        .order_by("pk")
-    )
+    transaction that creates the VM. Raises `Unavailable` when no host has room.
+
+    `exclude` leaves a host out (the one a VM moves away from); `only` considers one host."""
+    candidates = Host.objects.select_for_update().filter(state=HostState.ENABLED, reachable=True)
+    if exclude is not None:
+        candidates = candidates.exclude(pk=exclude.pk)
+    if only is not None:
+        candidates = candidates.filter(pk=only.pk)
+    hosts = list(candidates.order_by("pk"))
     usage = host_usage(hosts)
     held = chain_bytes_held(layer)
     fitting = []

@@ -18,7 +18,7 @@ from operations.failpoints import failpoint
 from operations.models import Operation
 from operations.services import operation_report
 from vms import hypervisor, layers
-from vms.models import VM, Layer, VMState
+from vms.models import VM, Host, Layer, VMState
 
 
 def console_log_path(vm: VM) -> str:
@@ -272,6 +272,82 @@ def vm_flatten_run(operation: Operation) -> dict:
         parent_id = old.pk
     layers.layer_release(parent_id)
     return {"flattened": True}
+
+
+def vm_move_run(operation: Operation) -> dict:
+    """Move a stopped VM to the host `vm_move` chose (already recorded as its host): copy the
+    layers under its disk and its image's files there, stream its own layer over, define it
+    there, then forget it on the old host. Anything cut short is undone: the VM stays where it
+    was."""
+    vm = _vm(operation)
+    source = Host.objects.get(pk=operation.params["from"])
+    if vm.active_layer.host_id == vm.host_id:
+        return _move_finish(vm, source)  # the disk moved in an earlier delivery
+    try:
+        if hypervisor.domain_state(source.libvirt_uri, vm.domain_uuid) in ("running", "paused"):
+            raise InvalidState("The VM was started meanwhile; stop it, then move it.")
+        layer = vm.active_layer
+        if layer.parent_id is not None:
+            disk_to_host(vm, operation, layer.parent)
+        else:
+            image = vm.image
+            layers.volumes_seed(image.host, vm.host, [image.kernel_volume, image.initrd_volume])
+        operation_report(operation, progress=40, message="Copying the VM's own disk layer")
+        hypervisor.volume_transfer(
+            source.libvirt_uri,
+            source.pool_name,
+            vm.host.libvirt_uri,
+            vm.host.pool_name,
+            layer.volume_name,
+        )
+        failpoint("vm.move.copied")
+        Layer.objects.filter(pk=layer.pk).update(host=vm.host)
+    except BaseException:
+        _move_undo(vm, source)
+        raise
+    vm.active_layer.host = vm.host
+    operation_report(operation, progress=80, message=f"Defining the VM on {vm.host.name}")
+    return _move_finish(vm, source)
+
+
+def _move_finish(vm: VM, source: Host) -> dict:
+    """The VM's own layer is on its new host: define it there, and remove it from the old one
+    (its domain, the old copy of its layer, its console log)."""
+    domain_define(vm)
+    hypervisor.domain_undefine(source.libvirt_uri, vm.domain_uuid)
+    hypervisor.volume_delete(source.libvirt_uri, source.pool_name, vm.active_layer.volume_name)
+    with contextlib.suppress(hypervisor.HypervisorError):
+        hypervisor.volumes_delete_prefixed(
+            source.libvirt_uri, source.console_pool_name, f"{vm.id}.log"
+        )
+    return {"from": source.name, "to": vm.host.name}
+
+
+def _move_undo(vm: VM, source: Host) -> None:
+    """The move did not get as far as the VM's own layer: the VM stays on the old host."""
+    target = vm.host
+    VM.objects.filter(pk=vm.pk).update(host=source)
+    vm.host = source
+    with contextlib.suppress(hypervisor.HypervisorError):
+        hypervisor.volume_delete(target.libvirt_uri, target.pool_name, vm.active_layer.volume_name)
+
+
+def vm_move_repair(operation: Operation) -> str:
+    """A move whose worker died: finished when the VM's layer already moved, else undone."""
+    vm = VM.objects.select_related("host", "image", "active_layer").filter(pk=operation.vm_id)
+    vm = vm.first()
+    if vm is None:
+        return "Nothing was left to repair."
+    source = Host.objects.get(pk=operation.params["from"])
+    if vm.host_id == source.pk:
+        return vm_sync_state(vm)
+    if vm.active_layer.host_id == vm.host_id:
+        _move_finish(vm, source)
+        vm_sync_state(vm)
+        return f"The move to {vm.host.name} was completed."
+    _move_undo(vm, source)
+    vm_sync_state(vm)
+    return f"The move was undone; the VM stays on {source.name}."
 
 
 def layer_merge_run(operation: Operation) -> dict:

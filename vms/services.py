@@ -331,6 +331,43 @@ def vm_repair(*, vm: VM, user, **kwargs) -> Operation:
     return vm_act(vm=vm, kind=VMOperationKind.REPAIR, user=user, **kwargs)
 
 
+def vm_move(*, vm: VM, user, host: Host | None = None) -> Operation:
+    """Move a stopped VM to another host (`host`, or the one placement chooses): its disk chain
+    is streamed there through libvirt, and it is defined there and forgotten here. An admin's
+    action, e.g. to empty a draining host. The room on the new host is taken at once."""
+    with transaction.atomic():
+        operation = operation_start(
+            kind=VMOperationKind.MOVE,
+            owner=vm.owner,
+            requester=user,
+            vm=vm,
+            target_name=vm.name,
+        )
+        current = VM.objects.select_related("host", "active_layer").get(pk=vm.pk)
+        if current.state != VMState.STOPPED:
+            raise InvalidState(
+                f"VM {vm.name!r} is {current.get_state_display().lower()}; only a stopped VM "
+                "moves to another host. Stop it first."
+            )
+        if host is not None and host.pk == current.host_id:
+            raise InvalidState(f"VM {vm.name!r} is on {host.name} already.")
+        target = host_place(
+            vcpus=current.vcpus,
+            memory_mib=current.memory_mib,
+            disk_bytes=current.disk_bytes,
+            layer=current.active_layer,
+            exclude=current.host,
+            only=host,
+        )
+        VM.objects.filter(pk=vm.pk).update(host=target)
+        params = {"from": current.host_id, "to": target.pk}
+        Operation.objects.filter(pk=operation.pk).update(
+            params=params, target_name=f"{vm.name} to {target.name}"
+        )
+        operation.params, operation.target_name = params, f"{vm.name} to {target.name}"
+    return operation
+
+
 def vm_flatten(*, vm: VM, user=None, **kwargs) -> Operation:
     """Copy the VM's disk chain into one layer (in the background), to keep chains short."""
     return vm_act(vm=vm, kind=VMOperationKind.FLATTEN, user=user, **kwargs)

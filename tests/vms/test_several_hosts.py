@@ -16,7 +16,7 @@ from tests import guest
 from tests.conftest import succeeded
 from vms import hypervisor
 from vms.models import VM, Host, HostState, LayerCopy
-from vms.services import host_prepare, hosts_check, vm_stop
+from vms.services import host_prepare, hosts_check, vm_move, vm_start, vm_stop
 
 pytestmark = pytest.mark.libvirt
 
@@ -142,3 +142,25 @@ def test_a_host_that_stops_answering_leaves_the_other_working(
 
     daemon_b.start()
     assert hosts_check()["b"] is None
+
+
+def test_a_stopped_vm_moves_to_the_other_host_with_its_disk(
+    make_vm, alice, host, host_b, test_pool
+):
+    vm = make_vm(alice, name="mover")
+    guest.wait_for_boot(vm)
+    guest.run(vm, "echo before-the-move > /root/work; sync; echo done")
+    succeeded(snapshot_take(vm=vm, user=alice, name="kept"))
+    succeeded(vm_stop(vm=vm, user=alice))
+    own_layer = VM.objects.get(pk=vm.pk).active_layer
+
+    moved = succeeded(vm_move(vm=vm, user=None))
+    assert moved.result == {"from": host.name, "to": "b"}
+
+    vm = VM.objects.select_related("host", "image", "active_layer").get(pk=vm.pk)
+    assert (vm.host, vm.active_layer.host, vm.state) == (host_b, host_b, "stopped")
+    assert hypervisor.domain_state(host.libvirt_uri, vm.domain_uuid) is None
+    assert own_layer.volume_name not in hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    succeeded(vm_start(vm=vm, user=alice))
+    guest.wait_for_boot(vm)
+    assert guest.run(vm, "cat /root/work") == "before-the-move"

@@ -1,0 +1,75 @@
+"""Moving a stopped VM to another host, and the `host` command (rules; the move itself on real
+guests is in test_several_hosts)."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from core.errors import InvalidState, Unavailable
+from operations.models import Operation
+from tests.factories import host_row, image_row, vm_row
+from vms.models import VM, Host, HostState, VMState
+from vms.runners import vm_move_repair
+from vms.services import vm_move
+
+
+@pytest.fixture
+def stopped(alice):
+    return vm_row(owner=alice, image=image_row(host=host_row(name="a")), state=VMState.STOPPED)
+
+
+def test_only_a_stopped_vm_moves(alice):
+    vm = vm_row(owner=alice, image=image_row(host=host_row(name="a")), state=VMState.RUNNING)
+    host_row(name="b")
+    with pytest.raises(InvalidState, match="only a stopped VM moves to another host"):
+        vm_move(vm=vm, user=alice)
+    assert VM.objects.get(pk=vm.pk).host.name == "a"
+    assert not Operation.objects.filter(vm=vm).exists()
+
+
+def test_a_move_takes_its_room_on_the_new_host_at_once(stopped, alice):
+    b = host_row(name="b")
+    operation = vm_move(vm=stopped, user=alice)
+    assert VM.objects.get(pk=stopped.pk).host == b
+    assert operation.params == {"from": stopped.host_id, "to": b.pk}
+    assert operation.target_name == f"{stopped.name} to b"
+
+
+def test_a_move_goes_only_to_an_enabled_host_with_room(stopped, alice):
+    host_row(name="full", memory_mib=128)
+    host_row(name="draining", state=HostState.DRAINING)
+    with pytest.raises(Unavailable, match="No host has room"):
+        vm_move(vm=stopped, user=alice)
+    assert VM.objects.get(pk=stopped.pk).host.name == "a"
+
+
+def test_a_move_to_the_host_it_is_on_is_refused(stopped, alice):
+    with pytest.raises(InvalidState, match="is on a already"):
+        vm_move(vm=stopped, user=alice, host=stopped.host)
+
+
+def test_a_move_whose_worker_died_before_the_disk_moved_is_undone(stopped, alice):
+    host_row(name="b")
+    operation = vm_move(vm=stopped, user=alice)
+    message = vm_move_repair(operation)
+    assert message == "The move was undone; the VM stays on a."
+    assert VM.objects.get(pk=stopped.pk).host.name == "a"
+
+
+def test_the_host_command_sets_a_state_and_lists_load(stopped):
+    out = io.StringIO()
+    call_command("host", "state", "a", "draining", stdout=out)
+    assert Host.objects.get(name="a").state == HostState.DRAINING
+    call_command("host", "list", stdout=out)
+    assert "1 VM(s); memory 256/16384 MiB, vCPUs 1/32, disk 4/1024 GiB" in out.getvalue()
+    with pytest.raises(CommandError, match="There is no host 'zz'"):
+        call_command("host", "state", "zz", "enabled")
+
+
+def test_the_host_command_adds_a_host_with_the_capacity_it_has(db):
+    out = io.StringIO()
+    call_command("host", "add", "extra", "test:///default", "--vcpus", "6", stdout=out)
+    host = Host.objects.get(name="extra")
+    assert host.vcpus == 6 and host.memory_mib > 0 and host.disk_gib > 0
+    assert "Host extra added" in out.getvalue()
