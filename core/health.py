@@ -20,6 +20,9 @@ class Check:
     name: str
     ok: bool
     message: str
+    # One of several parts of a kind (a host, while another answers): down, it degrades the
+    # service rather than stopping it.
+    partial: bool = False
 
 
 def check_database(conn=None) -> Check:

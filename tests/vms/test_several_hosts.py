@@ -6,10 +6,12 @@ and B going down leaves A working while B's VMs say so."""
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import token_create
 from core.health import run_checks
+from operations.models import WorkerHeartbeat
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_new_vm, snapshot_take
 from tests import guest
@@ -122,6 +124,10 @@ def test_a_host_that_stops_answering_leaves_the_other_working(
     assert not problem.reachable and "does not answer" in problem.last_error
     health = {check.name: check for check in run_checks()}
     assert health[f"host {host.name}"].ok and not health["host b"].ok
+    # The service runs on without B: degraded, not failing (a load balancer keeps it).
+    WorkerHeartbeat.objects.create(worker="w1", last_seen=timezone.now())
+    healthz = client.get("/healthz")
+    assert healthz.status_code == 200 and healthz.json()["status"] == "degraded"
     # B's VM says so: on its page, in the API, and an operation on it fails with the reason.
     client.force_login(alice)
     page = client.get(vm_b.get_absolute_url())
