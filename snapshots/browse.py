@@ -912,8 +912,24 @@ def snapshot_chain(snapshot) -> list[Layer]:
 
 
 def layer_file(layer: Layer) -> Path:
-    """Where a layer's file is: its host's pool folder, and the name derived from its id."""
-    return Path(layer.host.pool_path) / layer.volume_name
+    """Where a layer's file is on this machine: the pool folder of a host here that holds it
+    (the one it was made on, or one with a copy), and the name derived from its id."""
+    from vms.hypervisor import uri_is_local
+    from vms.models import LayerCopy, LayerCopyState
+
+    holders = [layer.host] + [
+        copy.host
+        for copy in LayerCopy.objects.filter(
+            layer=layer, state=LayerCopyState.READY
+        ).select_related("host")
+    ]
+    for host in holders:
+        if uri_is_local(host.libvirt_uri):
+            return Path(host.pool_path) / layer.volume_name
+    raise NotBrowsable(
+        f"This snapshot's disk is on host {layer.host.name}, another machine; files are read "
+        "only from disks on the machine that serves these pages."
+    )
 
 
 def snapshot_open(snapshot) -> Disk:

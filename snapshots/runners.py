@@ -226,13 +226,31 @@ def memory_resume(vm: VM, snapshot: Snapshot, new: Layer) -> None:
     from the snapshot's layer to `new`.
     """
     host = vm.host
-    hypervisor.domain_restore_memory(
-        host.libvirt_uri,
-        vm.domain_uuid,
-        hypervisor.volume_info(host.libvirt_uri, host.pool_name, snapshot.memory_volume).path,
-        saved_disk_path=layers.layer_path(snapshot.layer),
-        disk_path=layers.layer_path(new),
+    # The memory file stays on the host the snapshot was taken on; a VM moved since resumes from
+    # a copy on its new host, deleted once read (QEMU has it all in memory then).
+    saved_on = snapshot.layer.host
+    copied = saved_on.pk != host.pk and snapshot.memory_volume not in hypervisor.volume_names(
+        host.libvirt_uri, host.pool_name
     )
+    if copied:
+        hypervisor.volume_transfer(
+            saved_on.libvirt_uri,
+            saved_on.pool_name,
+            host.libvirt_uri,
+            host.pool_name,
+            snapshot.memory_volume,
+        )
+    try:
+        hypervisor.domain_restore_memory(
+            host.libvirt_uri,
+            vm.domain_uuid,
+            hypervisor.volume_info(host.libvirt_uri, host.pool_name, snapshot.memory_volume).path,
+            saved_disk_path=layers.layer_path(snapshot.layer, host),
+            disk_path=layers.layer_path(new),
+        )
+    finally:
+        if copied:
+            memory_free(host, snapshot.memory_volume)
 
 
 def _drop_older_undo_snapshots(vm: VM, *, keep: Snapshot) -> None:

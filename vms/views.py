@@ -32,7 +32,7 @@ def _active_operations():
 def dashboard(request):
     vms = (
         VM.objects.owned_by(request.user)
-        .select_related("image")
+        .select_related("image", "host")
         .prefetch_related(_active_operations())
         .order_by("name", "id")
     )

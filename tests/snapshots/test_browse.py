@@ -25,7 +25,7 @@ from rest_framework.test import APIClient
 from snapshots import browse
 from snapshots.models import Snapshot, SnapshotState
 from tests.factories import image_row, layer_row, vm_row
-from vms.models import Host
+from vms.models import Host, LayerCopy, LayerCopyState
 
 MIB = 1024**2
 DISK = 64 * MIB
@@ -399,6 +399,27 @@ def test_a_layer_a_vm_writes_to_is_never_read(api, snaps, alice):
     answer = api.get(files_url(snaps["two"]))
     assert answer.status_code == 409
     assert "writing to this disk" in answer.json()["error"]["message"]
+
+
+def test_a_snapshot_on_another_machine_is_a_409_naming_its_host(api, snaps, pool_host):
+    Host.objects.filter(pk=pool_host.pk).update(libvirt_uri="qemu+ssh://root@host2/system")
+    answer = api.get(files_url(snaps["two"]))
+    assert answer.status_code == 409
+    assert "disk is on host offline, another machine" in answer.json()["error"]["message"]
+
+
+def test_a_copy_on_this_machine_makes_a_remote_snapshot_readable(api, snaps, pool_host):
+    here = Host.objects.create(
+        name="here",
+        libvirt_uri="qemu:///system",
+        pool_name="offline",
+        pool_path=pool_host.pool_path,
+        console_dir=pool_host.console_dir,
+    )
+    Host.objects.filter(pk=pool_host.pk).update(libvirt_uri="qemu+ssh://root@host2/system")
+    for name in ("one", "two"):
+        LayerCopy.objects.create(layer=snaps[name].layer, host=here, state=LayerCopyState.READY)
+    assert api.get(files_url(snaps["two"])).status_code == 200
 
 
 def test_a_layer_missing_from_this_machine_is_a_409(api, snaps, pool_host):

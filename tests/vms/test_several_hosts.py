@@ -13,12 +13,19 @@ from accounts.services import token_create
 from core.health import run_checks
 from operations.models import WorkerHeartbeat
 from snapshots.models import Snapshot
-from snapshots.services import snapshot_new_vm, snapshot_take
+from snapshots.services import snapshot_new_vm, snapshot_restore, snapshot_take
 from tests import guest
-from tests.conftest import succeeded
-from vms import hypervisor
+from tests.conftest import succeeded, wait_for
+from vms import hypervisor, image_build
 from vms.models import VM, Host, HostState, LayerCopy
-from vms.services import host_prepare, hosts_check, vm_move, vm_start, vm_stop
+from vms.services import (
+    console_read,
+    host_prepare,
+    hosts_check,
+    vm_move,
+    vm_start,
+    vm_stop,
+)
 
 pytestmark = pytest.mark.libvirt
 
@@ -170,3 +177,33 @@ def test_a_stopped_vm_moves_to_the_other_host_with_its_disk(
     succeeded(vm_start(vm=vm, user=alice))
     guest.wait_for_boot(vm)
     assert guest.run(vm, "cat /root/work") == "before-the-move"
+
+
+def test_a_live_snapshot_resumes_on_the_host_its_vm_moved_to(make_vm, alice, host, host_b):
+    from tests.snapshots.test_live_snapshots import COUNTER, resumed_from, said, ticks
+
+    vm = make_vm(alice, name="counter")
+    guest.wait_for_boot(vm)
+    guest.run(vm, "echo at-snapshot > /root/marker; sync; echo ok")
+    guest.run(vm, COUNTER)
+    wait_for(lambda: len(ticks(vm)) >= 3, timeout=30, what="the counter to count")
+    before = ticks(vm)[-1]
+    take = succeeded(snapshot_take(vm=vm, user=alice, name="live", include_memory=True))
+    after = ticks(vm)[-1]
+    snapshot = Snapshot.objects.get(pk=take.snapshot_id)
+    succeeded(vm_stop(vm=vm, user=alice, force=True))
+    succeeded(vm_move(vm=vm, user=None))
+    vm = VM.objects.select_related("host", "image", "active_layer").get(pk=vm.pk)
+    assert vm.host == host_b
+
+    restore = succeeded(snapshot_restore(snapshot=snapshot, user=alice))
+
+    assert restore.result["memory"] is True
+    values = resumed_from(vm, 0, after=after)
+    assert before <= values[0] <= after + 1, (before, after, values)
+    assert image_build.READY_LINE not in console_read(vm=vm, max_bytes=10**7)  # no boot on B
+    assert said(vm, "cat /root/marker") == "at-snapshot"
+    # B read a copy of the memory file and deleted it; A keeps the snapshot's own.
+    memory = snapshot.memory_volume
+    assert memory not in hypervisor.volume_names(host_b.libvirt_uri, host_b.pool_name)
+    assert memory in hypervisor.volume_names(host.libvirt_uri, host.pool_name)
