@@ -260,20 +260,26 @@ def layer_merge(layer_id) -> dict:
             for vm in layer_vms(child)
             if hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) in RUNNING
         ]
-        if not running:
+        if not running and not hypervisor.uri_is_local(uri):
+            reason = f"host {host.name} is another machine; it is merged while its VM runs."
+        elif not running:
             hypervisor.volume_rebase(uri, pool, child.volume_name, parent_path)
             return _pulled_into(child, layer)
-        if len(running) == 1 and running[0].active_layer_id == child.pk:
+        elif len(running) == 1 and running[0].active_layer_id == child.pk:
             hypervisor.domain_block_pull(uri, running[0].domain_uuid, base_path=parent_path)
             hypervisor.pool_refresh(uri, pool)
             return _pulled_into(child, layer)
-        reason = _why_not_commit(child, running)
-        if reason is None:
-            hypervisor.domain_block_commit(
-                uri, running[0].domain_uuid, top_path=layer_path(child), base_path=layer_path(layer)
-            )
-            hypervisor.pool_refresh(uri, pool)
-            return _committed_into(layer, child)
+        else:
+            reason = _why_not_commit(child, running)
+            if reason is None:
+                hypervisor.domain_block_commit(
+                    uri,
+                    running[0].domain_uuid,
+                    top_path=layer_path(child),
+                    base_path=layer_path(layer),
+                )
+                hypervisor.pool_refresh(uri, pool)
+                return _committed_into(layer, child)
     except BaseException:
         # Whatever a merge cut short did, every disk still shows what it showed: the layer is
         # simply kept, for the next try.
