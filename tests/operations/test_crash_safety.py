@@ -220,7 +220,7 @@ def test_libvirtd_restarted_during_an_operation_loses_nothing(patient_worker, al
 
     wait_for(lambda: finished(stop), timeout=60, what="the stop to end")
     assert stop.state == OperationState.FAILED
-    assert stop.error.startswith("The hypervisor refused: libvirt is unreachable")
+    assert stop.error.startswith("The host refused: libvirt is unreachable")
     report = reconcile(grace=timedelta(0))
     assert not [line for line in report.found if "vanished" in line]
     vm.refresh_from_db()
