@@ -70,6 +70,7 @@ def service(tmp_path):
         process.wait(timeout=30)
         log.close()
         hypervisor.pool_remove(settings.LIBVIRT_URI, pool)
+        hypervisor.pool_remove(settings.LIBVIRT_URI, f"{pool}-console")
 
 
 @pytest.mark.parametrize(
