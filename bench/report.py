@@ -214,6 +214,10 @@ def write(results: dict) -> None:
         from bench.chains import markdown
 
         lines += markdown(results["chains"]).splitlines()
+    if results.get("hosts"):
+        from bench.hosts import markdown as hosts_markdown
+
+        lines += hosts_markdown(results["hosts"]).splitlines()
     lines += [
         "## Reading the results",
         "",

@@ -2,7 +2,7 @@
 
 bin/bench                      everything
 bin/bench live pause           some parts: snapshots, pause, live, storage, queue, api, scale,
-                               browse, chains
+                               browse, chains, hosts
 bin/bench --repeats 3          fewer repetitions (default 5)
 """
 
@@ -18,7 +18,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, machine, setup_django
 
-PARTS = ("snapshots", "pause", "live", "storage", "queue", "api", "scale", "browse", "chains")
+PARTS = (
+    "snapshots",
+    "pause",
+    "live",
+    "storage",
+    "queue",
+    "api",
+    "scale",
+    "browse",
+    "chains",
+    "hosts",
+)
 
 
 def main() -> None:
@@ -30,7 +41,7 @@ def main() -> None:
     parts = args.parts or list(PARTS)
 
     setup_django()
-    from bench import api, browse, chains, guests, live, queue_latency, report, scale
+    from bench import api, browse, chains, guests, hosts, live, queue_latency, report, scale
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
@@ -51,6 +62,7 @@ def main() -> None:
         "scale": ("scale", scale.data_scale),
         "browse": ("browse", lambda: browse.browse_bench(args.repeats)),
         "chains": ("chains", lambda: chains.chain_retention(lab)),
+        "hosts": ("hosts", lambda: hosts.host_seeding(min(args.repeats, 3))),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for part in PARTS:

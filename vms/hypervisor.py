@@ -331,15 +331,25 @@ TRANSFER_CHUNK = 1024 * 1024
 
 
 def volume_transfer(
-    source_uri: str, source_pool: str, target_uri: str, target_pool: str, name: str
+    source_uri: str,
+    source_pool: str,
+    target_uri: str,
+    target_pool: str,
+    name: str,
+    *,
+    sparse: bool = True,
 ) -> VolumeInfo:
     """Copy a volume from one host's pool into another's, under the same name, as it is (a
     qcow2 layer keeps its header, so its backing path too).
 
     The file streams from libvirt to libvirt through this process, holes as holes (sparse
-    streams): nothing is written to a temporary file, and unallocated space is not sent. A
-    leftover of an earlier copy cut short is replaced.
+    streams): nothing is written to a temporary file, and unallocated space is not sent
+    (`sparse=False` sends every byte: the benchmarks' baseline). A leftover of an earlier copy
+    cut short is replaced.
     """
+    down_flags = libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM if sparse else 0
+    up_flags = libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM if sparse else 0
+    recv_flags = libvirt.VIR_STREAM_RECV_STOP_AT_HOLE if sparse else 0
     source_conn, target_conn = connect(source_uri), connect(target_uri)
     with _libvirt_errors():
         source = _pool(source_uri, source_pool).storageVolLookupByName(name)
@@ -356,10 +366,10 @@ def volume_transfer(
         down = source_conn.newStream(0)
         up = target_conn.newStream(0)
         try:
-            source.download(down, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
-            target.upload(up, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+            source.download(down, 0, 0, down_flags)
+            target.upload(up, 0, 0, up_flags)
             while True:
-                data = down.recvFlags(TRANSFER_CHUNK, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
+                data = down.recvFlags(TRANSFER_CHUNK, recv_flags)
                 if data == -3:
                     up.sendHole(down.recvHole(0), 0)
                     continue
