@@ -915,15 +915,9 @@ def layer_file(layer: Layer) -> Path:
     """Where a layer's file is on this machine: the pool folder of a host here that holds it
     (the one it was made on, or one with a copy), and the name derived from its id."""
     from vms.hypervisor import uri_is_local
-    from vms.models import LayerCopy, LayerCopyState
+    from vms.layers import layer_holders
 
-    holders = [layer.host] + [
-        copy.host
-        for copy in LayerCopy.objects.filter(
-            layer=layer, state=LayerCopyState.READY
-        ).select_related("host")
-    ]
-    for host in holders:
+    for host in layer_holders(layer):
         if uri_is_local(host.libvirt_uri):
             return Path(host.pool_path) / layer.volume_name
     raise NotBrowsable(

@@ -371,6 +371,12 @@ def layer_hosts(layer: Layer) -> set:
     return {layer.host_id, *copies.values_list("host_id", flat=True)}
 
 
+def layer_holders(layer: Layer) -> list:
+    """The hosts that hold the layer: the one it was made on first, then those with a copy."""
+    copies = LayerCopy.objects.filter(layer=layer, state=LayerCopyState.READY)
+    return [layer.host] + [copy.host for copy in copies.select_related("host")]
+
+
 def layer_chain(layer: Layer) -> list:
     """The layer and every layer under it, bottom first."""
     chain = []
@@ -447,14 +453,10 @@ def _layer_copy(layer: Layer, host: Host) -> bool:
 
 def _reachable_holder(layer: Layer, *, exclude: Host) -> Host:
     """A host to copy the layer from: the one it was made on, else any with a ready copy."""
-    holders = [layer.host] + [
-        copy.host
-        for copy in LayerCopy.objects.filter(layer=layer, state=LayerCopyState.READY)
-        .exclude(host=exclude)
-        .select_related("host")
-    ]
     last_error = None
-    for holder in holders:
+    for holder in layer_holders(layer):
+        if holder.pk == exclude.pk:
+            continue
         try:
             hypervisor.version(holder.libvirt_uri)
             return holder
