@@ -126,11 +126,12 @@ def hosts_check() -> dict:
     return {host.name: host_check(host) for host in Host.objects.exclude(state=HostState.DISABLED)}
 
 
-def host_unavailable(host: Host, exc: Exception) -> Unavailable:
-    """The error to show for a call to a host that does not answer."""
+def host_unavailable(host: Host) -> Unavailable:
+    """The error to show a VM's owner for a call to its host that does not answer (the
+    host's address and libvirt's words are for staff: the admin and `manage.py doctor`)."""
     return Unavailable(
-        f"Host {host.name} does not answer ({exc}); this VM's console and actions work again "
-        "when it is back."
+        f"Host {host.name} does not answer; this VM's console and actions work again when it "
+        "is back."
     )
 
 
@@ -448,14 +449,19 @@ def vm_rename(*, vm: VM, name: str) -> VM:
 
 def console_read(*, vm: VM, max_bytes: int = 32 * 1024) -> str:
     """The last of what the guest printed on its serial console, as plain text, read from its
-    host through libvirt. Raises `Unavailable` when the host does not answer."""
+    host through libvirt. Raises `Unavailable` when the host does not answer (or libvirt
+    cannot read the log)."""
     host = vm.host
     try:
         data, size = hypervisor.console_read(
             host.libvirt_uri, host.console_pool_name, console_log_name(vm), max_bytes
         )
-    except hypervisor.HypervisorError as exc:
-        raise host_unavailable(host, exc) from None
+    except hypervisor.HypervisorUnavailable:
+        raise host_unavailable(host) from None
+    except hypervisor.HypervisorError:
+        raise Unavailable(
+            f"The console of VM {vm.name!r} cannot be read right now; try again shortly."
+        ) from None
     text = data.decode("utf-8", errors="replace")
     if size > max_bytes:
         text = text.split("\n", 1)[-1]  # drop the partial first line
