@@ -12,10 +12,12 @@ chains stay as short as the snapshots kept: see `layer_merge`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
 
 from core.errors import InvalidState
 from vms import hypervisor
@@ -410,10 +412,6 @@ def layer_chain_seed(layer: Layer, host: Host, *, on_progress=None) -> int:
 
 def _layer_copy(layer: Layer, host: Host) -> bool:
     """Copy one layer to `host` unless it is there. True when this call copied it."""
-    import time
-
-    from django.utils import timezone
-
     if layer.host_id == host.pk:
         return False
     deadline = time.monotonic() + COPY_STALE_SECONDS

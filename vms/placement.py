@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db.models import Count, Sum
 
 from core.errors import Unavailable
+from vms.layers import layer_chain
 from vms.models import VM, Host, HostState, Layer, LayerCopy, LayerCopyState, VMState
 
 GIB = 1024**3
@@ -36,25 +37,15 @@ def host_usage(hosts) -> dict:
     return usage
 
 
-def _chain_ids(layer: Layer | None) -> list:
-    ids = []
-    while layer is not None:
-        ids.append(layer.pk)
-        layer = layer.parent
-    return ids
-
-
 def chain_bytes_held(layer: Layer | None) -> dict:
     """{host id: bytes of `layer`'s chain that host holds} (a host with none is left out)."""
     if layer is None:
         return {}
-    ids = _chain_ids(layer)
+    chain = layer_chain(layer)
     held: dict = {}
-    for host_id, allocation in Layer.objects.filter(pk__in=ids).values_list(
-        "host_id", "allocation"
-    ):
-        held[host_id] = held.get(host_id, 0) + allocation + 1
-    copies = LayerCopy.objects.filter(layer_id__in=ids, state=LayerCopyState.READY)
+    for part in chain:
+        held[part.host_id] = held.get(part.host_id, 0) + part.allocation + 1
+    copies = LayerCopy.objects.filter(layer__in=chain, state=LayerCopyState.READY)
     for host_id, allocation in copies.values_list("host_id", "layer__allocation"):
         held[host_id] = held.get(host_id, 0) + allocation + 1
     return held
@@ -74,6 +65,8 @@ def host_place(
     transaction that creates the VM. Raises `Unavailable` when no host has room.
 
     `exclude` leaves a host out (the one a VM moves away from); `only` considers one host."""
+    # Which hosts hold the chain only orders the choice: read before the hosts are locked.
+    held = chain_bytes_held(layer)
     candidates = Host.objects.select_for_update().filter(state=HostState.ENABLED, reachable=True)
     if exclude is not None:
         candidates = candidates.exclude(pk=exclude.pk)
@@ -81,7 +74,6 @@ def host_place(
         candidates = candidates.filter(pk=only.pk)
     hosts = list(candidates.order_by("pk"))
     usage = host_usage(hosts)
-    held = chain_bytes_held(layer)
     fitting = []
     for host in hosts:
         used = usage[host.pk]
