@@ -189,6 +189,9 @@ STORAGE_DIR = Path(
 STORAGE_POOL = env_str("STORAGE_POOL", "koding-snapshots")
 # vCPUs a host registered without a given capacity may hand out per CPU it has (overcommit).
 HOST_VCPU_RATIO = env_int("HOST_VCPU_RATIO", 4, minimum=1, maximum=64)
+# Disk placement may hand out per byte of the pool's file system, likewise: a VM's disk is thin
+# (its layers take what the guest writes), so its size is rarely all used.
+HOST_DISK_RATIO = env_int("HOST_DISK_RATIO", 4, minimum=1, maximum=64)
 
 # --- Exports and imports ------------------------------------------------------------------
 # Exported snapshots (one compressed qcow2 each) wait here for their download, outside any pool.

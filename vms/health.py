@@ -42,7 +42,7 @@ def check_hosts() -> list[Check]:
     found = []
     for host in hosts:
         problem = problems[host.pk]
-        where = f"{host.name} ({host.libvirt_uri}, {host.get_state_display().split(':')[0]})"
+        where = f"{host.libvirt_uri} ({host.get_state_display().split(':')[0].lower()})"
         if problem:
             message = f"{where} does not work: {problem}"
             found.append(Check(f"host {host.name}", False, message, partial=partial))

@@ -61,13 +61,13 @@ def host_prepare(host: Host) -> None:
 
 def host_capacity(host: Host) -> dict:
     """What placement may hand out on a host, from its hardware: its memory, HOST_VCPU_RATIO
-    vCPUs per CPU, and the pool's file system size."""
+    vCPUs per CPU, and HOST_DISK_RATIO times the size of the pool's file system."""
     found = hypervisor.host_resources(host.libvirt_uri)
     disk = hypervisor.pool_capacity(host.libvirt_uri, host.pool_name)
     return {
         "memory_mib": found["memory_mib"],
         "vcpus": found["cpus"] * settings.HOST_VCPU_RATIO,
-        "disk_gib": max(1, disk // GIB),
+        "disk_gib": max(1, disk * settings.HOST_DISK_RATIO // GIB),
     }
 
 

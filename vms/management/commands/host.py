@@ -21,7 +21,9 @@ class Command(BaseCommand):
         add.add_argument("uri", help="e.g. qemu+ssh://root@host2/system or qemu+tls://host2/system")
         add.add_argument("--memory-mib", type=int, help="Default: the host's memory.")
         add.add_argument("--vcpus", type=int, help="Default: its CPUs times HOST_VCPU_RATIO.")
-        add.add_argument("--disk-gib", type=int, help="Default: the size of its pool's disk.")
+        add.add_argument(
+            "--disk-gib", type=int, help="Default: its pool's disk times HOST_DISK_RATIO."
+        )
         add.add_argument("--domain-type", choices=["qemu", "kvm"])
         state = sub.add_parser("state", help="Set a host enabled, draining or disabled.")
         state.add_argument("name")
