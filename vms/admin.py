@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import transaction
 
 from core.errors import ServiceError
 from vms.models import VM, Host, Image, Layer
@@ -31,16 +32,19 @@ class HostAdmin(admin.ModelAdmin):
         return [*self.readonly_fields, *fixed]
 
     def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # The admin's save is one transaction; libvirt is called once it has committed.
+        transaction.on_commit(lambda: self._prepare(request, obj))
+
+    def _prepare(self, request, host):
         from vms import hypervisor
         from vms.services import host_prepare
 
         try:
-            host_prepare(obj)
+            host_prepare(host)
         except hypervisor.HypervisorError as exc:
-            self.message_user(
-                request, f"Saved, but {obj.name}'s pools could not be made: {exc}", messages.WARNING
-            )
-        super().save_model(request, obj, form, change)
+            message = f"Saved, but {host.name}'s pools could not be made: {exc}"
+            self.message_user(request, message, messages.WARNING)
 
     @admin.action(description="Check whether the selected hosts answer")
     def check_now(self, request, queryset):

@@ -73,3 +73,31 @@ def test_the_host_command_adds_a_host_with_the_capacity_it_has(db):
     host = Host.objects.get(name="extra")
     assert host.vcpus == 6 and host.memory_mib > 0 and host.disk_gib > 0
     assert "Host extra added" in out.getvalue()
+
+
+def test_a_host_added_in_the_admin_gets_its_pools_once_saved(
+    client, charlie, django_capture_on_commit_callbacks
+):
+    from vms import hypervisor
+
+    client.force_login(charlie)
+    form = {
+        "name": "added",
+        "libvirt_uri": "test:///default",
+        "domain_type": "qemu",
+        "pool_name": "admin-added",
+        "pool_path": "/nonexistent/admin-added/pool",
+        "console_dir": "/nonexistent/admin-added/console",
+        "state": HostState.DRAINING,
+        "memory_mib": 2048,
+        "vcpus": 4,
+        "disk_gib": 20,
+    }
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post("/admin/vms/host/add/", form, follow=True)
+    assert response.status_code == 200
+    assert len(callbacks) == 1  # libvirt is called after the save's transaction, not in it
+    host = Host.objects.get(name="added")
+    assert (host.state, host.memory_mib) == (HostState.DRAINING, 2048)
+    assert hypervisor.pool_exists("test:///default", "admin-added")
+    assert hypervisor.pool_exists("test:///default", "admin-added-console")
