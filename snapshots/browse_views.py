@@ -1,5 +1,6 @@
 """Pages that look inside a snapshot: its files and folders, one file, and a comparison of two
-snapshots. A refusal (a bad path, a disk that cannot be browsed) is a sentence on the page."""
+snapshots. A refusal (a bad path, a disk that cannot be browsed) is a sentence on the page. A
+folder and a comparison are shown a page at a time, with a "More" link to the next."""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
@@ -10,14 +11,14 @@ from snapshots import browse
 from snapshots.api.browse import file_response
 from snapshots.models import Snapshot
 
-MAX_SHOWN = 2000  # entries of a folder, and changes of each kind, listed on a page
-
 
 def _status(exc: browse.BrowseError) -> int:
     if isinstance(exc, browse.PathNotFound):
         return 404
-    if isinstance(exc, browse.BadPath | browse.WrongType):
+    if isinstance(exc, browse.BadPath | browse.WrongType | browse.BadCursor):
         return 400
+    if isinstance(exc, browse.Damaged | browse.TooLarge):
+        return 422
     return 200  # the disk cannot be browsed: the page says why
 
 
@@ -39,8 +40,8 @@ def snapshot_files(request, pk):
             entry = disk.stat(path)
             context.update(entry=entry, path=entry.path, breadcrumbs=_breadcrumbs(entry.path))
             if entry.is_dir:
-                entries = disk.listdir(entry.path)
-                context.update(entries=entries[:MAX_SHOWN], hidden=len(entries) - MAX_SHOWN)
+                listing = disk.listdir(entry.path, request.GET.get("cursor"))
+                context.update(entries=listing.entries, next=listing.next)
             elif entry.is_file:
                 context["text"] = disk.read_text(entry.path)
                 context["too_big"] = entry.size > browse.TEXT_PREVIEW_BYTES
@@ -83,6 +84,7 @@ def snapshot_compare(request, pk):
         .order_by("-created_at")[:200]
     )
     context = {"snapshot": snapshot, "others": others, "other": None}
+    status = 200
     raw = request.GET.get("with")
     other_id = raw or snapshot.parent_id
     if other_id is None:
@@ -93,18 +95,12 @@ def snapshot_compare(request, pk):
         other = get_owned_or_404(Snapshot.objects.owned_by(request.user), other_id)
         context["other"] = other
         try:
-            result = browse.snapshots_compare(old=other, new=snapshot)
+            result = browse.snapshots_compare(
+                old=other, new=snapshot, cursor=request.GET.get("cursor")
+            )
         except browse.BrowseError as exc:
             context["error"] = exc.message
+            status = _status(exc)
         else:
-            context.update(
-                result=result,
-                added=result.added[:MAX_SHOWN],
-                removed=result.removed[:MAX_SHOWN],
-                changed=result.changed[:MAX_SHOWN],
-                hidden=result.count
-                - sum(
-                    min(len(c), MAX_SHOWN) for c in (result.added, result.removed, result.changed)
-                ),
-            )
-    return render(request, "snapshots/browse/compare.html", context)
+            context.update(result=result, paged=bool(request.GET.get("cursor")))
+    return render(request, "snapshots/browse/compare.html", context, status=status)

@@ -1,7 +1,11 @@
 """API: look inside a snapshot (list a folder, read a file) and compare two snapshots.
 
 Errors keep the API's one shape: a bad path is a 400 with `fields.path`, a missing path a 404, a
-disk that cannot be browsed (not ext2/3/4, a partition table, not on this machine) a 409.
+disk that cannot be browsed (not ext2/3/4, a partition table, not on this machine) a 409, a file
+system that is damaged or larger than one request reads a 422.
+
+A folder and a comparison come a page at a time (`browse.PAGE_ENTRIES` entries or changes); `next`
+is the link to the page after, built from an opaque `cursor`.
 """
 
 import json
@@ -28,6 +32,11 @@ PATH = OpenApiParameter(
     {"type": "string", "maxLength": browse.PATH_MAX, "pattern": "^[^\\u0000-\\u001f\\u007f]*$"},
     description="A path in the snapshot's root file system, from `/` (no `.` or `..`).",
 )
+CURSOR = OpenApiParameter(
+    "cursor",
+    {"type": "string", "maxLength": browse.CURSOR_MAX, "pattern": "^[A-Za-z0-9_-]*$"},
+    description="Where a page starts: taken from the `next` link of the page before.",
+)
 WITH = OpenApiParameter(
     "with",
     OpenApiTypes.UUID,
@@ -35,11 +44,19 @@ WITH = OpenApiParameter(
 )
 ERRORS_BROWSE = {
     **ERRORS_READ,
-    400: error("The path is not allowed (`..`, control characters) or names a symbolic link."),
+    400: error(
+        "The path is not allowed (`..`, control characters) or names a symbolic link, or the "
+        "cursor was not handed out here."
+    ),
     404: error("No such snapshot among yours, or no such path in it."),
     409: error(
         "The disk cannot be browsed: not ready, no ext2/3/4 file system (or a partition "
-        "table), not on this machine, or damaged. The message says which."
+        "table), or not on this machine. The message says which."
+    ),
+    422: error(
+        "The file system is damaged where it was read (a bad superblock, block map, folder "
+        "record or inode number), or holds more than one request reads. The message says "
+        "which."
     ),
 }
 
@@ -68,7 +85,13 @@ class FilesSerializer(serializers.Serializer):
     )
     entry = EntrySerializer()
     entries = EntrySerializer(
-        many=True, allow_null=True, help_text="A folder's entries (null for anything else)."
+        many=True,
+        allow_null=True,
+        help_text=f"One page of a folder's entries, at most {browse.PAGE_ENTRIES}, folders first "
+        "then by name (null for anything else).",
+    )
+    next = serializers.URLField(
+        allow_null=True, help_text="The next page of the folder's entries; null on the last."
     )
 
 
@@ -79,8 +102,18 @@ class ChangeSerializer(serializers.Serializer):
     size_after = serializers.IntegerField(allow_null=True)
     changes = serializers.ListField(
         child=serializers.ChoiceField(
-            choices=["type", "mode", "owner", "size", "modified", "target", "content"]
-        )
+            choices=[
+                "type",
+                "mode",
+                "owner",
+                "size",
+                "modified",
+                "target",
+                "content",
+                "content_not_compared",
+            ]
+        ),
+        help_text="`content_not_compared`: a file too large to compare within one page.",
     )
     diff = serializers.CharField(
         allow_null=True, help_text="A unified diff, for small text files whose content changed."
@@ -96,6 +129,11 @@ class ComparisonSerializer(serializers.Serializer):
     changed = ChangeSerializer(many=True)
     entries_compared = serializers.IntegerField()
     bytes_compared = serializers.IntegerField(help_text="File contents read to compare.")
+    next = serializers.URLField(
+        allow_null=True,
+        help_text=f"The next page of changes (a page holds at most {browse.PAGE_ENTRIES}, and "
+        "stops early when it has read as much as one request may); null on the last.",
+    )
 
 
 class _Binary(BaseRenderer):
@@ -115,6 +153,14 @@ def _snapshot(request, pk) -> Snapshot:
 
 
 def _refusal(exc: browse.BrowseError) -> Response:
+    if isinstance(exc, browse.BadCursor):
+        return Response(
+            error_body("invalid", exc.message, fields={"cursor": [exc.message]}), status=400
+        )
+    if isinstance(exc, browse.Damaged):
+        return Response(error_body("damaged", exc.message), status=422)
+    if isinstance(exc, browse.TooLarge):
+        return Response(error_body("too_large", exc.message), status=422)
     if isinstance(exc, browse.BadPath | browse.WrongType):
         return Response(
             error_body("invalid", exc.message, fields={"path": [exc.message]}), status=400
@@ -128,25 +174,36 @@ def _entry(entry: browse.Entry) -> dict:
     return EntrySerializer(entry).data
 
 
+def _next(request, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    query = request.GET.copy()
+    query["cursor"] = cursor
+    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+
 @extend_schema(
-    parameters=[ID_PARAMETER, PATH],
+    parameters=[ID_PARAMETER, PATH, CURSOR],
     responses={200: FilesSerializer, **ERRORS_BROWSE},
 )
 @api_view(["GET"])
 def snapshot_files(request, id):
-    """What is at a path of the snapshot's root file system: the entry, and a folder's entries.
-    Symbolic links are shown with their target, never followed."""
+    """What is at a path of the snapshot's root file system: the entry, and a page of a folder's
+    entries with a link to the next. Symbolic links are shown with their target (up to
+    4096 bytes), never followed."""
     snapshot = _snapshot(request, id)
     try:
         with browse.snapshot_open(snapshot) as disk:
             entry = disk.stat(request.query_params.get("path"))
-            entries = disk.listdir(entry.path) if entry.is_dir else None
+            cursor = request.query_params.get("cursor")
+            listing = disk.listdir(entry.path, cursor) if entry.is_dir else None
             body = {
                 "snapshot": snapshot.pk,
                 "filesystem": disk.fs_type,
                 "needs_recovery": disk.needs_recovery,
                 "entry": _entry(entry),
-                "entries": [_entry(e) for e in entries] if entries is not None else None,
+                "entries": [_entry(e) for e in listing] if listing is not None else None,
+                "next": _next(request, listing.next) if listing is not None else None,
             }
     except browse.BrowseError as exc:
         return _refusal(exc)
@@ -207,13 +264,14 @@ class _Closing:
 
 
 @extend_schema(
-    parameters=[ID_PARAMETER, WITH],
+    parameters=[ID_PARAMETER, WITH, CURSOR],
     responses={200: ComparisonSerializer, **ERRORS_BROWSE},
 )
 @api_view(["GET"])
 def snapshot_compare(request, id):
-    """Files added, removed and changed from another snapshot (by default the one before this
-    one) to this one, by path, with sizes; a unified diff for small text files."""
+    """One page of the files added, removed and changed from another snapshot (by default the
+    one before this one) to this one, in path order, with sizes; a unified diff for small text
+    files; and a link to the next page."""
     snapshot = _snapshot(request, id)
     other_id = query_uuid(request, "with") or snapshot.parent_id
     if other_id is None:
@@ -221,7 +279,9 @@ def snapshot_compare(request, id):
         return Response(error_body("invalid", message, fields={"with": [message]}), status=400)
     other = get_owned_or_404(Snapshot.objects.owned_by(request.user), uuid.UUID(str(other_id)))
     try:
-        result = browse.snapshots_compare(old=other, new=snapshot)
+        result = browse.snapshots_compare(
+            old=other, new=snapshot, cursor=request.query_params.get("cursor")
+        )
     except browse.BrowseError as exc:
         return _refusal(exc)
     return Response(
@@ -234,5 +294,6 @@ def snapshot_compare(request, id):
             "changed": ChangeSerializer(result.changed, many=True).data,
             "entries_compared": result.entries_compared,
             "bytes_compared": result.bytes_compared,
+            "next": _next(request, result.next),
         }
     )
