@@ -3,13 +3,16 @@
 An uploaded image is hostile until proven otherwise. QEMU follows what a qcow2 header names: a
 backing file or an external data file would have the host's files read into the guest's disk,
 and a libvirt pool probes formats by content. So every check names the format (`-f`, never a
-probe), and every `qemu-img` run on a foreign file has its memory, CPU time and wall time
-limited. Nothing here touches the database or libvirt.
+probe), and every `qemu-img` run on a foreign file runs under `prlimit` (address space, bytes
+it may write to a file, CPU seconds) and a wall-clock timeout, given by the caller as `Limits`.
+Nothing here touches the database or libvirt.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import signal
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -18,9 +21,9 @@ from pathlib import Path
 FORMATS = ("qcow2", "raw")
 MIN_VIRTUAL_SIZE = 1024**2
 
-# Limits of one `qemu-img` run on a foreign file: address space, CPU seconds, wall seconds.
-INSPECT_LIMITS = (1024**3, 30, 60)
-CONVERT_LIMITS = (2 * 1024**3, 3600, 3600)
+# Address space of one `qemu-img` run on a foreign file: reading it, and rewriting it.
+INSPECT_MEMORY = 1024**3
+CONVERT_MEMORY = 2 * 1024**3
 
 QCOW2_MAGIC = b"QFI\xfb"
 QCOW2_INCOMPAT_DATA_FILE = 1 << 2
@@ -29,6 +32,23 @@ QCOW2_EXTENSION_DATA_FILE = 0x44415441
 
 class RefusedImage(ValueError):
     """An uploaded image the service will not take; the message says why, for the user."""
+
+
+class TookTooLong(RefusedImage):
+    """A `qemu-img` run on the image passed its wall-clock timeout and was killed."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one `qemu-img` run on a foreign file may use: bytes of address space, bytes it may
+    write into any one file (0: it only reads), and seconds, of wall clock and of CPU."""
+
+    memory: int
+    file_size: int
+    seconds: int
+
+    def for_reading(self) -> Limits:
+        return Limits(memory=min(self.memory, INSPECT_MEMORY), file_size=0, seconds=self.seconds)
 
 
 @dataclass(frozen=True)
@@ -131,20 +151,28 @@ _DATA_FILE_REFUSED = (
 )
 
 
-def limited(argv: list[str], limits: tuple[int, int, int]) -> subprocess.CompletedProcess:
-    """Run a program with its address space and CPU time capped (`prlimit`) and a timeout."""
-    memory, cpu, wall = limits
+def limited(argv: list[str], limits: Limits) -> subprocess.CompletedProcess:
+    """Run a program under `prlimit` (address space, file size, CPU time) and a wall-clock
+    timeout; a run that passes the timeout is killed and refused with `TookTooLong`."""
     try:
         return subprocess.run(
-            ["prlimit", f"--as={memory}", f"--cpu={cpu}", "--", *argv],
+            [
+                "prlimit",
+                f"--as={limits.memory}",
+                f"--fsize={limits.file_size}",
+                f"--cpu={max(1, math.ceil(limits.seconds))}",
+                "--",
+                *argv,
+            ],
             capture_output=True,
             text=True,
             check=False,
-            timeout=wall,
+            timeout=limits.seconds,
         )
     except subprocess.TimeoutExpired:
-        raise RefusedImage(
-            "Reading the image took too long; it was given up. Check the file and try again."
+        raise TookTooLong(
+            f"Reading the image took longer than the {limits.seconds} s allowed, so the import "
+            "was stopped; check that the file is a sound disk image and try again."
         ) from None
 
 
@@ -155,10 +183,21 @@ def _said(result: subprocess.CompletedProcess) -> str:
     return text.rsplit("': ", 1)[-1]
 
 
-def inspect(path: Path, fmt: str, *, max_virtual_size: int) -> ImageInfo:
-    """Check a foreign image with `qemu-img info` and (qcow2) `qemu-img check`, under limits.
-    Call `check_magic` first."""
-    result = limited(["qemu-img", "info", "-f", fmt, "--output=json", str(path)], INSPECT_LIMITS)
+def declared_size(path: Path, fmt: str) -> int:
+    """The disk size the file says it holds, read from its header alone (no program parses it):
+    an early, cheap answer that `inspect` confirms. Call `check_magic` first."""
+    if fmt == "raw":
+        return path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(32)
+    return struct.unpack(">Q", head[24:32])[0] if len(head) == 32 else 0
+
+
+def inspect(path: Path, fmt: str, *, max_virtual_size: int, limits: Limits) -> ImageInfo:
+    """Check a foreign image with `qemu-img info` and (qcow2) `qemu-img check`, under limits
+    (read-only: it may write no file). Call `check_magic` first."""
+    limits = limits.for_reading()
+    result = limited(["qemu-img", "info", "-f", fmt, "--output=json", str(path)], limits)
     if result.returncode != 0:
         raise RefusedImage(f"The file is not a readable {fmt} image: {_said(result)}.")
     try:
@@ -190,9 +229,7 @@ def inspect(path: Path, fmt: str, *, max_virtual_size: int) -> ImageInfo:
             f"{_size(max_virtual_size)}."
         )
     if fmt == "qcow2":
-        checked = limited(
-            ["qemu-img", "check", "-f", "qcow2", "--output=json", str(path)], INSPECT_LIMITS
-        )
+        checked = limited(["qemu-img", "check", "-f", "qcow2", "--output=json", str(path)], limits)
         # 0: clean; 3: only leaked clusters (wasted space, harmless and dropped by the rewrite).
         if checked.returncode not in (0, 3):
             raise RefusedImage(
@@ -201,26 +238,38 @@ def inspect(path: Path, fmt: str, *, max_virtual_size: int) -> ImageInfo:
     return ImageInfo(format=fmt, virtual_size=virtual_size, file_size=path.stat().st_size)
 
 
-def rewrite(source: Path, fmt: str, target: Path) -> None:
-    """Write the image anew as a plain qcow2 of the service's own making: nothing of the
-    uploaded file's structure (its header extensions, its tables) survives."""
+def measure(path: Path, fmt: str, *, limits: Limits) -> int:
+    """The bytes the rewrite of the image into a qcow2 would write (`qemu-img measure`'s
+    "required"), read-only and under limits: what a compressed image expands to."""
     result = limited(
-        [
-            "qemu-img",
-            "convert",
-            "-f",
-            fmt,
-            "-O",
-            "qcow2",
-            "-o",
-            "compat=1.1",
-            str(source),
-            str(target),
-        ],
-        CONVERT_LIMITS,
+        ["qemu-img", "measure", "--output=json", "-f", fmt, "-O", "qcow2", str(path)],
+        limits.for_reading(),
     )
     if result.returncode != 0:
+        raise RefusedImage(f"The image could not be measured: {_said(result)}.")
+    try:
+        return int(json.loads(result.stdout)["required"])
+    except (ValueError, KeyError, TypeError):
+        raise RefusedImage("The image could not be measured.") from None
+
+
+def rewrite(source: Path, fmt: str, target: Path, *, limits: Limits) -> None:
+    """Write the image anew as a plain qcow2 of the service's own making: nothing of the
+    uploaded file's structure (its header extensions, its tables) survives. `limits.file_size`
+    bounds what it may write (the measured size and a margin); past it the run is stopped."""
+    argv = ["qemu-img", "convert", "-f", fmt, "-O", "qcow2", "-o", "compat=1.1"]
+    try:
+        result = limited([*argv, str(source), str(target)], limits)
+    except TookTooLong:
         target.unlink(missing_ok=True)
+        raise
+    if result.returncode != 0:
+        target.unlink(missing_ok=True)
+        if result.returncode == -signal.SIGXFSZ or "File too large" in result.stderr:
+            raise RefusedImage(
+                f"The rewritten image grew past the {_size(limits.file_size)} measured for it, "
+                "so it was stopped; check that the file is a sound disk image and try again."
+            )
         raise RefusedImage(f"The image could not be read through: {_said(result)}.")
 
 

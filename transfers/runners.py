@@ -14,10 +14,10 @@ from operations.models import Operation
 from operations.services import operation_report
 from snapshots.browse import layer_file, snapshot_chain
 from snapshots.models import Snapshot, SnapshotState
-from transfers import disk_images, quarantine
+from transfers import disk_images, quarantine, services
 from transfers.models import Export, ExportState, TransferOperationKind
 from vms import hypervisor
-from vms.models import Host, Layer, LayerState
+from vms.models import VM, Host, Layer, LayerState
 
 
 def export_run(operation: Operation) -> dict:
@@ -70,17 +70,22 @@ def _export_failed(export: Export, error: str) -> None:
 
 
 def import_run(operation: Operation) -> dict:
-    """Bring the rewritten image (in quarantine) into the pool as a new root layer, and make it
-    the snapshot's. The quarantine file is deleted whatever happens."""
-    path = quarantine.folder() / operation.params["file"]
+    """Check the uploaded image (in quarantine), measure it against what the owner's plan has
+    left, rewrite it as a qcow2 of the service's own making and bring that into the pool as a
+    new root layer, made the snapshot's. Every `qemu-img` run on the upload is bounded (see
+    `_limits`). The quarantine files are deleted, and the snapshot of a failed import too,
+    whatever happens."""
+    upload = quarantine.folder() / operation.params["file"]
+    rewritten = quarantine.folder() / operation.params.get("rewritten", "missing")
     try:
-        snapshot = Snapshot.objects.filter(pk=operation.snapshot_id).first()
+        snapshot = Snapshot.objects.select_related("owner").filter(pk=operation.snapshot_id).first()
         if snapshot is None:
             raise OperationFailed("The snapshot was deleted before it was imported.")
         if snapshot.state != SnapshotState.CREATING:
             return {"snapshot": str(snapshot.pk)}  # done by an earlier delivery
         try:
-            layer = _upload(operation, path)
+            _rewrite(operation, snapshot, upload, rewritten)
+            layer = _upload(operation, rewritten)
         except BaseException:
             snapshot.delete()
             raise
@@ -88,8 +93,55 @@ def import_run(operation: Operation) -> dict:
             layer=layer, size_bytes=layer.allocation, state=SnapshotState.READY
         )
     finally:
-        path.unlink(missing_ok=True)
+        upload.unlink(missing_ok=True)
+        rewritten.unlink(missing_ok=True)
     return {"snapshot": str(snapshot.pk), "layer": str(layer.pk)}
+
+
+def _limits(file_size: int = 0) -> disk_images.Limits:
+    """The bounds of one `qemu-img` run on an upload: it may write `file_size` bytes into a
+    file (0: none), and run IMPORT_TIMEOUT_SECONDS."""
+    return disk_images.Limits(
+        memory=disk_images.CONVERT_MEMORY,
+        file_size=file_size,
+        seconds=settings.IMPORT_TIMEOUT_SECONDS,
+    )
+
+
+def _rewrite(operation: Operation, snapshot: Snapshot, upload, rewritten) -> None:
+    """Check the upload and write it anew into `rewritten`, refusing (with a sentence for the
+    user) an image that is unsafe, or larger than the owner's plan has left, before the rewrite
+    writes a byte."""
+    if not upload.is_file():
+        raise OperationFailed("The uploaded image is gone; upload it again.")
+    fmt = operation.params["format"]
+    owner = snapshot.owner
+    operation_report(operation, progress=5, message="Checking the image")
+    try:
+        disk_images.check_magic(upload, fmt)
+        info = disk_images.inspect(
+            upload, fmt, max_virtual_size=VM.MAX_DISK_BYTES, limits=_limits()
+        )
+        services.import_room_check(owner, needs=info.virtual_size, what="The image's disk")
+        operation_report(operation, progress=15, message="Measuring the image")
+        required = disk_images.measure(upload, fmt, limits=_limits())
+        services.import_room_check(
+            owner, needs=required, what="Uncompressed and rewritten, the image"
+        )
+        margin = max(16 * 1024**2, required // 64)
+        if not quarantine.has_room(required + margin):
+            raise OperationFailed(services.quarantine_full_message())
+        operation_report(operation, progress=20, message="Rewriting the image")
+        disk_images.rewrite(upload, fmt, rewritten, limits=_limits(file_size=required + margin))
+    except disk_images.RefusedImage as exc:
+        raise OperationFailed(str(exc)) from None
+    finally:
+        upload.unlink(missing_ok=True)  # done with: from here on only the rewrite is read
+    services.import_recorded(
+        snapshot=snapshot,
+        size=rewritten.stat().st_size,
+        virtual_size=disk_images.virtual_size(rewritten),
+    )
 
 
 def _upload(operation: Operation, path) -> Layer:
@@ -128,7 +180,8 @@ def transfer_operation_repair(operation: Operation) -> str:
         if export is not None and export.state == ExportState.CREATING:
             _export_failed(export, "The export was cut short; export the snapshot again.")
         return "The export was not made; nothing of it was kept."
-    (quarantine.folder() / operation.params.get("file", "missing")).unlink(missing_ok=True)
+    for name in ("file", "rewritten"):
+        (quarantine.folder() / operation.params.get(name, "missing")).unlink(missing_ok=True)
     snapshot = Snapshot.objects.filter(
         pk=operation.snapshot_id, state=SnapshotState.CREATING
     ).first()

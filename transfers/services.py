@@ -4,12 +4,16 @@ Export: a worker flattens the snapshot's chain of layers (read bottom-up as the 
 it) into one compressed, self-contained qcow2 in the exports folder, outside every storage pool.
 The owner downloads it until it expires; while it exists it counts against the plan's bytes.
 
-Import: the upload lands in the quarantine folder and is checked before anything reads it as a
-disk: its first bytes must be the declared format's, its qcow2 header must name no backing file,
-no external data file and no encryption, `qemu-img info` and `check` (under resource limits)
-must agree, and the disk must be within the largest a VM may have. It is then written anew as
-a qcow2 of the service's own making, and a worker brings that file into the image's pool through
-the storage API as a new root layer of a new snapshot. Quarantine files are deleted whatever
+Import: the request only streams the upload into the quarantine folder (one file, within the
+upload limit, the plan's room and the folder's free-space floor), reads its header (its first
+bytes must be the declared format's; a qcow2 header must name no backing file, no external data
+file and no encryption; the disk size it declares must fit a VM and the plan) and records the
+import: a snapshot being created and its operation. The worker running the operation does the
+costly part, every `qemu-img` run under `prlimit` and IMPORT_TIMEOUT_SECONDS: `qemu-img info`
+and `check` must agree, `qemu-img measure` says what the rewrite would write, which must fit
+what the plan has left, and the image is written anew as a qcow2 of the service's own making and
+brought into the image's pool through the storage API as a new root layer. One import per owner
+runs at a time. Quarantine files, and the snapshot of an import that fails, are deleted whatever
 happens.
 """
 
@@ -26,7 +30,7 @@ from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from core.errors import InvalidState, LimitExceeded
+from core.errors import Busy, InvalidState, LimitExceeded, ServiceError, Unavailable
 from operations.models import Operation
 from operations.services import operation_start
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
@@ -126,7 +130,8 @@ def _sweep_folder(folder: Path, *, older_than) -> None:
         return
     known = {f"{pk}.qcow2" for pk in Export.objects.values_list("pk", flat=True)}
     importing = Operation.objects.active().filter(kind=TransferOperationKind.IMPORT)
-    known |= {params.get("file") for params in importing.values_list("params", flat=True)}
+    for params in importing.values_list("params", flat=True):
+        known |= {params.get("file"), params.get("rewritten")}
     cutoff = older_than.timestamp()
     for entry in os.scandir(folder):
         if entry.is_file() and entry.name not in known and entry.stat().st_mtime < cutoff:
@@ -136,10 +141,29 @@ def _sweep_folder(folder: Path, *, older_than) -> None:
 # --- Import ------------------------------------------------------------------------------------
 
 
+class ImportBusy(Busy):
+    """The owner has an import queued or running already: imports run one at a time."""
+
+    def __init__(self, operation):
+        self.operation = operation
+        ServiceError.__init__(
+            self,
+            f"You are importing {operation.target_name!r} already "
+            f"({operation.get_state_display().lower()}); import the next image when it finishes.",
+        )
+
+
 def too_big_message() -> str:
     return (
         f"The file is larger than the {filesizeformat(settings.IMPORT_MAX_MIB * 1024 * 1024)} "
         "an import may upload."
+    )
+
+
+def quarantine_full_message() -> str:
+    return (
+        "The service is short of space for uploads right now, so the import was refused; "
+        "try again later."
     )
 
 
@@ -149,6 +173,72 @@ def import_image_default() -> Image | None:
 
     images = Image.objects.filter(is_public=True)
     return images.filter(slug=BUSYBOX_SLUG).first() or images.first()
+
+
+def import_bytes_left(owner) -> int:
+    """What the owner's plan has left: its bytes less what the owner's snapshots and exports
+    take (`usage_for`, the one count every plan check uses)."""
+    usage = usage_for(owner)
+    return max(0, usage.plan.max_snapshot_bytes - usage.snapshot_bytes)
+
+
+def upload_allowance(bytes_left: int) -> int:
+    """The largest upload worth receiving for a plan with `bytes_left`: a disk that fits, plus
+    room for a qcow2's own tables."""
+    return bytes_left + bytes_left // 64 + 16 * 1024 * 1024
+
+
+def import_room_check(owner, *, needs: int, what: str) -> None:
+    """Refuse an image whose `what` (a sentence's subject, e.g. "The image's disk") is `needs`
+    bytes, more than the owner's plan has left."""
+    left = import_bytes_left(owner)
+    if needs > left:
+        plan = usage_for(owner).plan
+        raise LimitExceeded(
+            f"{what} is {filesizeformat(needs)}, more than the {filesizeformat(left)} your "
+            f"{plan.name} plan has left; delete a snapshot (or wait for an export to expire) "
+            "to make room, or import a smaller disk."
+        )
+
+
+def _import_busy_check(owner) -> None:
+    active = (
+        Operation.objects.active()
+        .filter(owner=owner, kind=TransferOperationKind.IMPORT)
+        .order_by("created_at")
+        .first()
+    )
+    if active is not None:
+        raise ImportBusy(active)
+
+
+def snapshot_import_admit(*, owner) -> int:
+    """Whether `owner` may upload an image now, asked before the request's body is read: the
+    quarantine has room, no import of theirs is under way, and the plan has room for a snapshot.
+    Returns the largest upload worth receiving (see `upload_allowance`)."""
+    if not quarantine.has_room():
+        raise Unavailable(quarantine_full_message())
+    _import_busy_check(owner)
+    snapshot_limit_check(owner)
+    return upload_allowance(import_bytes_left(owner))
+
+
+def upload_check(handler: quarantine.QuarantineUploadHandler) -> None:
+    """Refuse a request whose upload the quarantine stopped, saying why."""
+    if handler.files > 1:
+        raise ValidationError(
+            {"file": f"Send one file per import; this request carried {handler.files} files."}
+        )
+    if handler.low_space:
+        raise Unavailable(quarantine_full_message())
+    if handler.too_big:
+        raise ValidationError({"file": too_big_message()})
+    if handler.over_plan:
+        raise LimitExceeded(
+            f"The file is larger than the {filesizeformat(handler.plan_limit or 0)} your plan "
+            "has room for; delete a snapshot (or wait for an export to expire) to make room, or "
+            "import a smaller disk."
+        )
 
 
 def snapshot_import(
@@ -162,32 +252,39 @@ def snapshot_import(
     requester=None,
     idempotency_key: str | None = None,
 ) -> Operation:
-    """Check an uploaded disk image (in quarantine) and, if it is safe, make it a new snapshot
-    of `owner` booting with `image`'s kernel: recorded now, brought into the pool by a worker.
+    """Record the import of an uploaded disk image (in quarantine) as a new snapshot of `owner`
+    booting with `image`'s kernel; the worker running the returned operation checks the image,
+    rewrites it and brings it into the pool (`transfers.runners.import_run`).
 
-    Refusals are `ValidationError`s on `file` saying why. The upload is deleted in every case.
+    Only the file's header is read here. Refusals are `ValidationError`s on `file`, or
+    `LimitExceeded` / `ImportBusy`, saying why. `upload` is deleted in every case; the
+    operation keeps a name of its own for the file.
     """
-    rewritten = quarantine.new_path(".qcow2")
+    kept = None
     try:
         name = clean_name(name, what="snapshot name")
         description = clean_description(description)
         image = image or import_image_default()
         if image is None or not image.is_public:
             raise ValidationError({"image": "Choose one of the images offered."})
-        with transaction.atomic():
-            lock_owner(owner)
-            snapshot_limit_check(owner)  # refuse early, before the slow steps
         try:
             disk_images.check_magic(upload, fmt)
-            info = disk_images.inspect(upload, fmt, max_virtual_size=VM.MAX_DISK_BYTES)
-            disk_images.rewrite(upload, fmt, rewritten)
         except disk_images.RefusedImage as exc:
             raise ValidationError({"file": str(exc)}) from None
-        size = rewritten.stat().st_size
+        declared = disk_images.declared_size(upload, fmt)
+        if declared > VM.MAX_DISK_BYTES:
+            raise ValidationError(
+                {
+                    "file": f"The image's disk is {filesizeformat(declared)}; the largest disk a "
+                    f"VM may have is {filesizeformat(VM.MAX_DISK_BYTES)}."
+                }
+            )
+        kept = quarantine.keep(upload)
         with transaction.atomic():
             lock_owner(owner)
+            _import_busy_check(owner)
             snapshot_limit_check(owner)
-            _bytes_check(owner, adding=size)
+            import_room_check(owner, needs=declared, what="The image's disk")
             snapshot = Snapshot.objects.create(
                 owner=owner,
                 source_vm=None,
@@ -196,22 +293,38 @@ def snapshot_import(
                 name=name,
                 description=description,
                 kind=SnapshotKind.IMPORTED,
-                disk_bytes=info.virtual_size,
-                size_bytes=size,
+                disk_bytes=declared,
+                size_bytes=0,  # counted once the worker knows it (see `import_recorded`)
             )
             operation = operation_start(
                 kind=TransferOperationKind.IMPORT,
                 owner=owner,
                 requester=requester,
                 target_name=name,
-                params={"file": rewritten.name, "host": image.host_id},
+                params={
+                    "file": kept.name,
+                    "rewritten": kept.with_suffix(".qcow2").name,
+                    "format": fmt,
+                    "host": image.host_id,
+                },
                 idempotency_key=idempotency_key,
             )
             Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
             operation.snapshot = snapshot
         return operation
     except BaseException:
-        rewritten.unlink(missing_ok=True)
+        if kept is not None:
+            kept.unlink(missing_ok=True)
         raise
     finally:
         upload.unlink(missing_ok=True)
+
+
+def import_recorded(*, snapshot: Snapshot, size: int, virtual_size: int) -> None:
+    """Count the rewritten image's `size` against the owner's plan (refused when it no longer
+    fits: something else may have used the room since the import was asked for)."""
+    owner = snapshot.owner
+    with transaction.atomic():
+        lock_owner(owner)
+        import_room_check(owner, needs=size, what="The rewritten image")
+        Snapshot.objects.filter(pk=snapshot.pk).update(size_bytes=size, disk_bytes=virtual_size)

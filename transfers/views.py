@@ -3,13 +3,15 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.access import get_owned_or_404
-from core.page_actions import attempt, attempt_on_form
+from core.errors import Busy, LimitExceeded, ServiceError, Unavailable
+from core.page_actions import attempt
 from snapshots.models import Snapshot
 from transfers import quarantine, services
 from transfers.forms import ImportForm
@@ -88,45 +90,78 @@ def export_delete(request, pk):
     return redirect("snapshot_list")
 
 
+def _refusal_status(exc: Exception) -> int:
+    """The status of a page that refuses an import: as the API's for the same refusal."""
+    if isinstance(exc, Busy):
+        return 409
+    if isinstance(exc, LimitExceeded):
+        return 403
+    if isinstance(exc, Unavailable):
+        return 503
+    return 400
+
+
+def _import_refused(request, exc: ServiceError | ValidationError):
+    """The import page again, saying why the upload was refused (nothing of it was kept)."""
+    said = exc.message if isinstance(exc, ServiceError) else " ".join(exc.messages)
+    messages.error(request, said)
+    return render(
+        request, "transfers/import.html", {"form": ImportForm()}, status=_refusal_status(exc)
+    )
+
+
 @csrf_exempt  # the CSRF check runs below, once the upload goes into quarantine
 @login_required
 @require_http_methods(["GET", "POST"])
 def snapshot_import(request):
-    """Upload a disk image as a new snapshot. The file streams into quarantine, not memory."""
-    handler = quarantine.install(request) if request.method == "POST" else None
+    """Upload a disk image as a new snapshot. The file streams into quarantine, not memory; a
+    worker checks and rewrites it. What can be refused before the body is read, is."""
+    if request.method != "POST":
+        return _snapshot_import(request, None)
+    handler = quarantine.install(request)
+    try:
+        handler.plan_limit = services.snapshot_import_admit(owner=request.user)
+    except ServiceError as exc:
+        return _import_refused(request, exc)
     return _snapshot_import(request, handler)
 
 
 @csrf_protect
 def _snapshot_import(request, handler):
-    if request.method != "POST":
+    if handler is None:
         return render(request, "transfers/import.html", {"form": ImportForm()})
-    form = ImportForm(request.POST, request.FILES)
-    upload = request.FILES.get("file")
     try:
-        if handler is not None and handler.too_big:
-            form.add_error("file", services.too_big_message())
-        elif form.is_valid():
-            data = form.cleaned_data
-            imported, _ = attempt_on_form(
-                form,
-                lambda: services.snapshot_import(
-                    owner=request.user,
-                    requester=request.user,
-                    upload=Path(upload.temporary_file_path()),
-                    fmt=data["format"],
-                    name=data["name"],
-                    image=data["image"],
-                ),
+        form = ImportForm(request.POST, request.FILES)  # reads the body: the upload streams
+        try:
+            services.upload_check(handler)
+        except (ServiceError, ValidationError) as exc:
+            return _import_refused(request, exc)
+        if not form.is_valid():
+            return render(request, "transfers/import.html", {"form": form}, status=400)
+        data = form.cleaned_data
+        try:
+            services.snapshot_import(
+                owner=request.user,
+                requester=request.user,
+                upload=Path(data["file"].temporary_file_path()),
+                fmt=data["format"],
+                name=data["name"],
+                image=data["image"],
             )
-            if imported:
-                messages.success(
-                    request,
-                    f"The image passed its checks; {data['name']!r} is being added to your "
-                    "snapshots.",
-                )
-                return redirect("snapshot_list")
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+            return render(request, "transfers/import.html", {"form": form}, status=400)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+            return render(
+                request, "transfers/import.html", {"form": form}, status=_refusal_status(exc)
+            )
     finally:
-        if upload is not None:
-            upload.close()
-    return render(request, "transfers/import.html", {"form": form}, status=400)
+        handler.discard()  # the request's files; the import keeps its own name for the one
+    messages.success(
+        request,
+        f"The image is uploaded; {data['name']!r} is checked and added to your snapshots in the "
+        "background, and is refused with the reason if it does not pass.",
+    )
+    return redirect("snapshot_list")

@@ -1,6 +1,5 @@
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -9,7 +8,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.views import APIView
 
 from core.access import get_owned_or_404
-from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
+from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema, error
 from operations.api.idempotency import idempotent, key_of
 from operations.api.responses import accepted
 from operations.api.serializers import OperationSerializer
@@ -72,8 +71,12 @@ class SnapshotExportView(APIView):
 
 
 class SnapshotImportView(APIView):
-    """Import a disk image (multipart upload) as a new snapshot of yours. The file is checked
-    first; a refused one is a 400 saying why. The operation brings it into storage."""
+    """Import a disk image (multipart upload, one file) as a new snapshot of yours. The request
+    only stores the file and reads its header; the operation (202) checks the image, measures it
+    against what your plan has left, rewrites it and brings it into storage. A refused image
+    fails the operation with the reason; what can be known in the request is refused at once
+    (400, 403; 409 while another import of yours is under way; 503 while the service is short
+    of space for uploads)."""
 
     parser_classes = [MultiPartParser]
 
@@ -84,16 +87,16 @@ class SnapshotImportView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": SnapshotImportSerializer},
-        responses=ACCEPTED,
+        responses={**ACCEPTED, 503: error("The service is short of space for uploads; retry.")},
         operation_id="snapshots_import",
     )
     def post(self, request):
-        upload = None
         try:
-            if self.upload_handler.too_big:
-                raise ValidationError({"file": services.too_big_message()})
+            # Signed in, not read yet: a refused upload costs nothing.
+            limit = services.snapshot_import_admit(owner=request.user)
+            self.upload_handler.plan_limit = limit
             serializer = SnapshotImportSerializer(data=request.data)
-            upload = request.data.get("file")
+            services.upload_check(self.upload_handler)
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
             operation = services.snapshot_import(
@@ -106,6 +109,5 @@ class SnapshotImportView(APIView):
                 image=data.get("image"),
             )
         finally:
-            for uploaded in request.FILES.values() if upload is not None else ():
-                uploaded.close()
+            self.upload_handler.discard()
         return accepted(operation, request)
