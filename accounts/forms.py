@@ -1,9 +1,26 @@
+from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from accounts.models import User
 
 
 class SignupForm(UserCreationForm):
+    """A new account's name, address and password; with an invitation code when sign-up asks
+    for one (SIGNUP=invitation)."""
+
+    invitation_code = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="The code of an invitation to a shared snapshot, as you were given it.",
+    )
+
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "email")
+
+    def __init__(self, *args, invitation: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if invitation:
+            self.fields["invitation_code"].required = True
+        else:
+            del self.fields["invitation_code"]

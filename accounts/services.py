@@ -32,14 +32,21 @@ def plans_ensure_koding() -> list[Plan]:
     return plans
 
 
-def user_create(*, username: str, password: str, email: str = "", is_staff: bool = False) -> User:
-    """A new account, ready to sign in, on the default plan."""
+def user_create(
+    *,
+    username: str,
+    password: str,
+    email: str = "",
+    is_staff: bool = False,
+    plan: Plan | None = None,
+) -> User:
+    """A new account, ready to sign in, on `plan` (the default plan when not given)."""
     user = User(
         username=username,
         email=email,
         is_staff=is_staff,
         is_superuser=is_staff,
-        plan=Plan.objects.filter(is_default=True).first(),
+        plan=plan or Plan.objects.filter(is_default=True).first(),
     )
     user.set_password(password)
     user.full_clean(exclude=["password"])

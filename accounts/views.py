@@ -1,30 +1,74 @@
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.forms import SignupForm
 from accounts.models import ApiToken
-from accounts.services import token_create, token_revoke, user_create
+from accounts.services import token_create, token_revoke
+from accounts.signup import CLOSED, INVITATION, signup_allowed, signup_create, signup_mode
+from core.page_actions import attempt_on_form, back
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, whose page offers sign-up only while it is possible."""
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "signup_mode": signup_mode()}
 
 
 @require_http_methods(["GET", "POST"])
 def signup(request):
+    """Create an account, as SIGNUP allows: open, with an invitation code, or not at all; at
+    most SIGNUP_RATE attempts per client address."""
     if request.user.is_authenticated:
         return redirect("dashboard")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = user_create(
-            username=form.cleaned_data["username"],
-            email=form.cleaned_data.get("email", ""),
-            password=form.cleaned_data["password1"],
-        )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.username}! Your account is ready.")
-        return redirect("dashboard")
-    return render(request, "accounts/signup.html", {"form": form})
+    mode = signup_mode()
+    if mode == CLOSED:
+        status = 403 if request.method == "POST" else 200
+        return render(request, "accounts/signup_closed.html", status=status)
+    form = SignupForm(
+        request.POST or None,
+        invitation=mode == INVITATION,
+        initial={"invitation_code": request.GET.get("code", "")},
+    )
+    context = {"form": form, "signup_mode": mode, "next": _next(request)}
+    if request.method == "POST":
+        wait = signup_allowed(request)
+        if wait is not None:
+            minutes = -(-wait // 60)
+            context["error"] = (
+                f"Too many sign-ups from your address; try again in {minutes} minute"
+                f"{'s' if minutes != 1 else ''}."
+            )
+            return render(request, "accounts/signup.html", context, status=429)
+        if form.is_valid():
+            data = form.cleaned_data
+            created, user = attempt_on_form(
+                form,
+                lambda: signup_create(
+                    username=data["username"],
+                    email=data.get("email", ""),
+                    password=data["password1"],
+                    invitation_code=data.get("invitation_code", ""),
+                ),
+            )
+            if created:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                messages.success(request, f"Welcome, {user.username}! Your account is ready.")
+                return back(request, "dashboard")
+    return render(request, "accounts/signup.html", context)
+
+
+def _next(request) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return ""
 
 
 @login_required

@@ -1,5 +1,7 @@
 """Errors a user can see. Each message is a sentence that says what to do next."""
 
+import re
+
 
 class ServiceError(Exception):
     """A request that cannot be carried out as asked; the message is for the user."""
@@ -51,3 +53,33 @@ class BackendRefused(Exception):
     An operation that meets one fails with "<who> refused: <message>"."""
 
     who = "A backend"
+
+
+# --- What an error may say to its owner -------------------------------------------------------
+# A backend's words can carry a host's libvirt URI or address ("libvirt at
+# qemu+ssh://root@10.0.0.7/system does not answer"), which are staff's business only. Apps that
+# know such addresses register a function giving (text to hide, what to say instead) pairs;
+# `public_error` applies them, then hides any other URI.
+_ADDRESS_NAMES: list = []
+_ANY_URI = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s,;()<>'\"]*")
+
+
+def register_address_names(names) -> None:
+    """`names() -> [(text, replacement)]`: addresses to hide in errors shown to users."""
+    if names not in _ADDRESS_NAMES:
+        _ADDRESS_NAMES.append(names)
+
+
+def public_error(text: str) -> str:
+    """`text` with every host URI and address replaced by the host's name (any other URI by
+    "the host"), for errors recorded where a host's users can read them."""
+    if not text:
+        return text
+    shown = {secret: name for names in _ADDRESS_NAMES for secret, name in names() if secret}
+    if shown:
+        # One pass, longest first: a URI is replaced whole, not the address inside it, and no
+        # replacement is looked at again.
+        secrets = sorted(shown, key=len, reverse=True)
+        pattern = r"(?<![\w.-])(?:" + "|".join(map(re.escape, secrets)) + r")(?![\w-])"
+        text = re.sub(pattern, lambda match: shown[match.group(0)], text)
+    return _ANY_URI.sub("the host", text)

@@ -5,10 +5,16 @@ sentence for the person reading it. The database and the broker are checked here
 register checks of their own parts (`register`). The messages name versions, hosts, processes
 and raw errors: `/healthz` shows them to staff only, and to everyone else just whether each
 part is up.
+
+Checks only read: they change no row (the scheduled host check records which hosts answer), so
+a probe of `/healthz` costs reads only, and callers other than staff get a result at most
+HEALTHZ_CACHE_SECONDS old (`run_checks_cached`).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -75,3 +81,26 @@ def run_checks() -> list[Check]:
         found = check()
         results.extend(found if isinstance(found, list) else [found])
     return results
+
+
+_cached: tuple[float, list[Check]] | None = None
+_cache_lock = threading.Lock()
+
+
+def run_checks_cached(max_age: float) -> list[Check]:
+    """`run_checks`, reused while at most `max_age` seconds old. Kept in this process (not the
+    shared cache, which may be a database table): each web process checks at most once per
+    interval however many probes arrive, and a probe writes nothing anywhere."""
+    global _cached
+    with _cache_lock:  # callers arriving during a check wait for its result
+        now = time.monotonic()
+        if _cached is None or now - _cached[0] >= max_age:
+            _cached = (now, run_checks())
+        return _cached[1]
+
+
+def forget_cached() -> None:
+    """Drop the kept result (tests, and anything that knows it is stale)."""
+    global _cached
+    with _cache_lock:
+        _cached = None

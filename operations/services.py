@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import BackendRefused, Busy, InvalidState, ServiceError
+from core.errors import BackendRefused, Busy, InvalidState, ServiceError, public_error
 from operations import registry
 from operations.models import (
     ACTIVE_STATES,
@@ -171,7 +171,14 @@ def operation_claim(operation_id) -> Operation | None:
 
 
 def operation_finish(operation: Operation, *, error: str = "", result: dict | None = None) -> bool:
-    """Record the end of a running operation: succeeded, or failed with `error`."""
+    """Record the end of a running operation: succeeded, or failed with `error`.
+
+    The error is recorded as its owner may read it: host URIs and addresses become the host's
+    name (`core.errors.public_error`); the words as they were go to the log, for staff."""
+    shown = public_error(error)
+    if shown != error:
+        logger.warning("Operation %s (%s) failed: %s", operation.pk, operation.kind, error)
+    error = shown
     fields = {
         "state": OperationState.FAILED if error else OperationState.SUCCEEDED,
         "finished_at": timezone.now(),
@@ -280,6 +287,7 @@ def operations_expire(*, now=None) -> list[Operation]:
             except Exception:
                 logger.exception("Recovering after operation %s failed", operation.id)
                 error += " Repairing what it left half-done failed too; an admin must look."
+        error = public_error(error)
         Operation.objects.filter(pk=operation.pk).update(error=error, message="Failed")
         operation.error = error
         operation.state = OperationState.FAILED
@@ -343,7 +351,7 @@ def operation_mark_failed(operation: Operation, *, reason: str) -> bool:
     )
     if updated:
         note = registry.registered(operation.kind).repair(operation)
-        Operation.objects.filter(pk=operation.pk).update(error=f"{reason} {note}")
+        Operation.objects.filter(pk=operation.pk).update(error=public_error(f"{reason} {note}"))
     return bool(updated)
 
 

@@ -11,6 +11,10 @@ class VmsConfig(AppConfig):
         from vms.health import check_hosts
 
         health.register(check_hosts, order=20)
+        from core.errors import register_address_names
+        from vms.selectors import host_address_names
+
+        register_address_names(host_address_names)
         bootstrap.register(host, order=10)
         bootstrap.register(image, order=30)
         _register_operations()

@@ -28,15 +28,15 @@ def check_libvirt(host=None) -> Check:
 
 
 def check_hosts() -> list[Check]:
-    """One check per host in service ("host <name>"), recording the answer on the host; the
-    settings' host (as "libvirt") before any host is registered."""
+    """One check per host in service ("host <name>"); the settings' host (as "libvirt") before
+    any host is registered. It records nothing: the scheduled host check does (every minute)."""
     from vms.models import Host, HostState
-    from vms.services import host_check
+    from vms.services import host_probe
 
     hosts = list(Host.objects.exclude(state=HostState.DISABLED))
     if not hosts:
         return [check_libvirt()]
-    problems = {host.pk: host_check(host) for host in hosts}
+    problems = {host.pk: host_probe(host) for host in hosts}
     # While any host works, one that does not degrades the service: the others run on.
     partial = any(problem is None for problem in problems.values())
     found = []

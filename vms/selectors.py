@@ -23,3 +23,20 @@ def host_from_settings() -> Host:
 def default_host() -> Host:
     """The host new VMs go to: the registered local host, or the one the settings describe."""
     return Host.objects.filter(name=DEFAULT_HOST_NAME).first() or host_from_settings()
+
+
+def host_address_names() -> list[tuple[str, str]]:
+    """(what to hide, what to say) for each host's libvirt URI and address: "host <name>", as
+    its users know it (see `core.errors.public_error`)."""
+    from urllib.parse import urlsplit
+
+    pairs = []
+    for name, uri in Host.objects.values_list("name", "libvirt_uri"):
+        shown = f"host {name}"
+        pairs.append((uri, shown))
+        try:
+            parts = urlsplit(uri)
+        except ValueError:
+            continue
+        pairs += [(parts.netloc, shown), (parts.hostname or "", shown)]
+    return pairs

@@ -18,6 +18,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.throttling import UserRateThrottle
 
+from core.client_address import client_address
+
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 
 
@@ -208,6 +210,10 @@ class MutationThrottle(UserRateThrottle):
 
     def get_rate(self):
         return settings.API_MUTATION_RATE
+
+    def get_ident(self, request):
+        # Anonymous requests are counted by address, read as the login lockout reads it.
+        return client_address(request) or "unknown"
 
     def allow_request(self, request, view):
         if request.method in ("GET", "HEAD", "OPTIONS"):

@@ -32,6 +32,13 @@ def browser():
         launched.close()
 
 
+@pytest.fixture(autouse=True)
+def newcomers_can_take_snapshots(settings):
+    """The people these tests sign up go on to take snapshots, which the Free plan (the
+    default for sign-ups) does not allow."""
+    settings.SIGNUP_PLAN = "developer"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
