@@ -6,6 +6,7 @@ so a bad value stops the service at start instead of surfacing as a strange fail
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -166,3 +167,49 @@ def secret_key(
         finally:
             tmp.unlink()
     return key_file.read_text().strip()
+
+
+def env_ipv4_subnet(
+    name: str, default: str, environ: Mapping[str, str] | None = None
+) -> ipaddress.IPv4Network:
+    """A private IPv4 subnet with room for guests (a /16 to a /28)."""
+    value = env_str(name, default, environ)
+    try:
+        subnet = ipaddress.IPv4Network(value, strict=True)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be an IPv4 subnet such as 10.213.0.0/16, not {value!r}."
+        ) from None
+    if not subnet.is_private or not 16 <= subnet.prefixlen <= 28:
+        raise ConfigError(f"{name} must be a private subnet from /16 to /28, not {value!r}.")
+    return subnet
+
+
+def env_networks(name: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """A comma-separated list of addresses or networks (10.0.0.1, 10.0.0.0/8, ::1), empty when
+    unset; each is checked here and returned in its normal spelling."""
+    import ipaddress
+
+    networks = []
+    for item in env_list(name, [], environ):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must list addresses or networks such as 10.0.0.1 or 10.0.0.0/8, "
+                f"not {item!r}."
+            ) from None
+    return networks
+
+
+def env_rate(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    """A rate in the API throttles' format: a count, a slash and a period ("10/hour")."""
+    import re
+
+    value = env_str(name, default, environ)
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ConfigError(
+            f"{name} must be a count per second, minute, hour or day, such as 10/hour, "
+            f"not {value!r}."
+        )
+    return value

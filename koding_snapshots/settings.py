@@ -14,7 +14,10 @@ from koding_snapshots.env import (
     env_choice,
     env_database,
     env_int,
+    env_ipv4_subnet,
     env_list,
+    env_networks,
+    env_rate,
     env_redis_url,
     env_str,
     secret_key,
@@ -114,12 +117,19 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Login brute-force protection: after LOGIN_FAILURE_LIMIT wrong passwords for one user name, or
-# from one address, further attempts get 429 for LOGIN_LOCKOUT_MINUTES. The lockout says the
-# same whether or not the account exists.
+# Login brute-force protection: after LOGIN_FAILURE_LIMIT wrong passwords for one user name from
+# one client address, further attempts of that pair get 429 for LOGIN_LOCKOUT_MINUTES. Per pair,
+# not per name or per address: a stranger guessing cannot lock the owner out from elsewhere, and
+# one address guessing many names (or a proxy every client comes through) cannot lock the whole
+# site. The lockout says the same whether or not the account exists.
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client's address, read as everything else that limits by address reads it.
+AXES_CLIENT_IP_CALLABLE = "core.client_address.client_address"
+# Proxies (addresses or networks) whose X-Forwarded-For is believed; without one, the address
+# is the connection's own (REMOTE_ADDR) and the header is ignored, since anyone can send it.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
@@ -127,6 +137,14 @@ AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+# Who may create an account: anyone ("open"), only someone with an invitation code to a shared
+# snapshot ("invitation"), or no one ("closed": admins create accounts).
+SIGNUP = env_choice("SIGNUP", "open", ["open", "invitation", "closed"])
+# Sign-up attempts one client address may make, e.g. "10/hour" (DRF's rate format).
+SIGNUP_RATE = env_rate("SIGNUP_RATE", "10/hour")
+# The plan (its slug) a new account gets. Free by default: a stranger who signs up gets one VM
+# and no snapshots until an admin moves them to a larger plan.
+SIGNUP_PLAN = env_str("SIGNUP_PLAN", "free")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -177,6 +195,11 @@ else:
 
 # --- Hypervisor ---------------------------------------------------------------------------
 LIBVIRT_URI = env_str("LIBVIRT_URI", "qemu:///system" if IS_ROOT else "qemu:///session")
+# Hosts may be reached over qemu+tcp only when this is on: it has neither encryption nor
+# authentication, so it is for a private network or a test machine (use qemu+tls or qemu+ssh).
+ALLOW_TCP_HOSTS = env_bool("ALLOW_TCP_HOSTS", False)
+# libvirt's in-process fake driver (test:///default) as a host: for the test suite only.
+ALLOW_TEST_HOSTS = env_bool("ALLOW_TEST_HOSTS", False)
 # "qemu" is software emulation: slower guests, but it works everywhere, nested VMs included.
 LIBVIRT_DOMAIN_TYPE = env_choice("LIBVIRT_DOMAIN_TYPE", "qemu", ["qemu", "kvm"])
 # Disk layers, kernels and console logs live under this folder, one storage pool per host.
@@ -187,6 +210,13 @@ STORAGE_DIR = Path(
     )
 )
 STORAGE_POOL = env_str("STORAGE_POOL", "koding-snapshots")
+# Guests live on a network the service defines on each host (NAT, DHCP, isolated ports, a
+# filter of its own): they reach the outside world where the host does (unless GUEST_INTERNET is
+# off), DHCP and DNS on their gateway, and nothing else of the host, its ranges or each other.
+# Empty: no guest has a network (their network card's cable is pulled).
+GUEST_NETWORK = env_str("GUEST_NETWORK", "koding-snapshots")
+GUEST_SUBNET = env_ipv4_subnet("GUEST_SUBNET", "10.213.0.0/16")
+GUEST_INTERNET = env_bool("GUEST_INTERNET", True)
 # vCPUs a host registered without a given capacity may hand out per CPU it has (overcommit).
 HOST_VCPU_RATIO = env_int("HOST_VCPU_RATIO", 4, minimum=1, maximum=64)
 # Disk placement may hand out per byte of the pool's file system, likewise: a VM's disk is thin
@@ -202,6 +232,10 @@ QUARANTINE_DIR = Path(env_str("QUARANTINE_DIR", str(DATA_DIR / "quarantine")))
 EXPORT_HOURS = env_int("EXPORT_HOURS", 24, minimum=1, maximum=24 * 30)
 # The largest file an import may upload, in MiB.
 IMPORT_MAX_MIB = env_int("IMPORT_MAX_MIB", 20480, minimum=1)
+# Uploads are refused (503) while the quarantine's file system has less than this free (MiB).
+IMPORT_MIN_FREE_MIB = env_int("IMPORT_MIN_FREE_MIB", 1024, minimum=0)
+# The longest one qemu-img run on an uploaded image may take (check, measure, rewrite), seconds.
+IMPORT_TIMEOUT_SECONDS = env_int("IMPORT_TIMEOUT_SECONDS", 300, minimum=1, maximum=86400)
 
 # --- Operations and the task queue -------------------------------------------------------
 # The longest operation a worker runs: a full-copy "new VM from snapshot" of a large disk
@@ -228,6 +262,9 @@ IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 CONSOLE_LINES_PER_MINUTE = env_int("CONSOLE_LINES_PER_MINUTE", 30, minimum=1)
 # A worker that has not reported for this long is reported as down by the health check.
 WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 180, minimum=30)
+# /healthz answers callers other than staff from a result at most this many seconds old, so
+# a flood of probes makes at most one round of checks per interval in each web process.
+HEALTHZ_CACHE_SECONDS = env_int("HEALTHZ_CACHE_SECONDS", 5, minimum=0, maximum=60)
 
 # django-q2 delivers a task again when it is not acknowledged within `retry` seconds. A task must
 # therefore be killed (`timeout`) before that happens, and `timeout` must outlast the longest

@@ -34,12 +34,30 @@ def fast_password_hashing():
     fast.disable()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_hosts_allowed():
+    """The suite registers hosts on libvirt's fake driver (test:///default) and on a second
+    libvirtd that listens on qemu+tcp on 127.0.0.1, which a real installation refuses unless
+    told otherwise (`vms.host_uris`)."""
+    from django.test.utils import override_settings
+
+    allowed = override_settings(ALLOW_TCP_HOSTS=True, ALLOW_TEST_HOSTS=True)
+    allowed.enable()
+    yield
+    allowed.disable()
+
+
 @pytest.fixture(autouse=True)
 def empty_cache(request, django_db_setup, django_db_blocker):
     """Every test starts with empty throttle and rate counters: tests share no state through the
-    cache (the next test's user may even get the same primary key)."""
+    cache (the next test's user may even get the same primary key), nor through the health
+    check's kept result."""
     from django.conf import settings
     from django.core.cache import cache
+
+    from core.health import forget_cached
+
+    forget_cached()
 
     if settings.REDIS_URL:
         # Only this run's keys: the Redis may be shared, and it carries the task queue too.
@@ -159,7 +177,8 @@ def test_pool():
 
     from django.conf import settings
 
-    from vms import hypervisor
+    from vms import hypervisor, network
+    from vms.models import Host
 
     uri = settings.LIBVIRT_URI
     name = f"ks-test-{uuid.uuid4().hex[:8]}"
@@ -173,6 +192,8 @@ def test_pool():
     }
     hypervisor.pool_ensure(uri, name, config["pool_path"])
     hypervisor.pool_ensure(uri, f"{name}-console", config["console_dir"])
+    # The guests' network is the host's, shared with any installation on it: made, never removed.
+    network.host_network_ensure(Host(name="tests", libvirt_uri=uri))
     yield config
     for record in hypervisor.domains(uri):
         if record.metadata.get("pool") == name:

@@ -426,6 +426,186 @@ def volume_names(uri: str, pool_name: str) -> list[str]:
         return sorted(pool.listVolumes())
 
 
+# --- The guests' network -----------------------------------------------------------------------
+
+# What a guest may never reach through its gateway, besides the host's own addresses: loopback,
+# "this network", link-local (cloud metadata), the private, shared (CGNAT) and benchmark ranges,
+# multicast and the reserved block. The guest's own subnet is in a private range, so other guests
+# are refused twice: at the bridge (isolated ports) and here.
+BLOCKED_RANGES = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The network a host's guests live on: NAT (or none) to the outside, DHCP, isolated ports."""
+
+    name: str
+    gateway: str
+    netmask: str
+    dhcp_start: str
+    dhcp_end: str
+    internet: bool
+
+    @property
+    def filter_name(self) -> str:
+        return f"{self.name}-guest"
+
+
+def uri_has_networks(uri: str) -> bool:
+    """Whether the libvirtd behind `uri` can make bridges and firewall rules (a privileged one,
+    `.../system`).
+
+    An unprivileged (session) libvirtd cannot: its guests get no network at all, rather than
+    QEMU's user-mode network, which would hand them the host's loopback."""
+    return uri.split("?", 1)[0].rstrip("/").endswith("/system")
+
+
+def network_xml(spec: NetworkSpec) -> str:
+    root = ET.Element("network")
+    ET.SubElement(root, "name").text = spec.name
+    if spec.internet:
+        ET.SubElement(root, "forward", mode="nat")
+    ET.SubElement(root, "bridge", stp="off", delay="0")
+    # No guest talks to another at the bridge, whatever the filter says.
+    ET.SubElement(root, "port", isolated="yes")
+    ip = ET.SubElement(root, "ip", address=spec.gateway, netmask=spec.netmask)
+    dhcp = ET.SubElement(ip, "dhcp")
+    ET.SubElement(dhcp, "range", start=spec.dhcp_start, end=spec.dhcp_end)
+    return ET.tostring(root, encoding="unicode")
+
+
+def guest_filter_xml(spec: NetworkSpec, host_addresses: list[str], uuid_: str | None) -> str:
+    """The nwfilter on every guest interface: libvirt's clean-traffic (no MAC, IP or ARP spoofing,
+    nothing but IPv4 and ARP), then what a guest may start: DHCP, and DNS on the gateway; no new
+    connection to the gateway otherwise, to the host's other addresses or to the blocked ranges.
+    Replies are not touched, so the host (and ports it publishes) still reach the guest. libvirt
+    applies the rules to what the guest sends to the host as well as to what the host forwards."""
+    root = ET.Element("filter", name=spec.filter_name, chain="root")
+    if uuid_:
+        ET.SubElement(root, "uuid").text = uuid_
+    ET.SubElement(root, "filterref", filter="clean-traffic")
+
+    def rule(action: str, priority: int, protocol: str, **attrs: str) -> None:
+        el = ET.SubElement(root, "rule", action=action, direction="out", priority=str(priority))
+        ET.SubElement(el, protocol, attrs)
+
+    # DHCP is broadcast, which connection tracking does not follow: matched without state.
+    rule("accept", 100, "udp", srcportstart="68", dstportstart="67", statematch="false")
+    rule("accept", 110, "udp", dstipaddr=spec.gateway, dstportstart="53")
+    rule("accept", 120, "tcp", dstipaddr=spec.gateway, dstportstart="53")
+    new = {"state": "NEW,INVALID"}
+    rule("drop", 200, "all", dstipaddr=spec.gateway, **new)
+    for address in host_addresses:
+        rule("drop", 210, "all", dstipaddr=address, **new)
+    for block in BLOCKED_RANGES:
+        address, bits = block.split("/")
+        rule("drop", 220, "all", dstipaddr=address, dstipmask=bits, **new)
+    return ET.tostring(root, encoding="unicode")
+
+
+def _nwfilter_uuid(conn: libvirt.virConnect, name: str) -> str | None:
+    try:
+        return conn.nwfilterLookupByName(name).UUIDString()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
+            raise
+        return None
+
+
+def network_ensure(uri: str, spec: NetworkSpec, *, host_addresses: list[str]) -> None:
+    """Define, start and autostart the guests' network, and (re)define their filter, on the host.
+
+    A network already defined under the name is kept as it is (guests may be attached to it);
+    the filter is rewritten each time, so a change of the host's addresses reaches running
+    guests (libvirt re-applies a redefined filter to every interface that uses it)."""
+    with _libvirt_errors():
+        conn = connect(uri)
+        filter_uuid = _nwfilter_uuid(conn, spec.filter_name)
+        conn.nwfilterDefineXML(guest_filter_xml(spec, host_addresses, filter_uuid))
+        try:
+            network = conn.networkLookupByName(spec.name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
+                raise
+            network = conn.networkDefineXML(network_xml(spec))
+        if not network.isActive():
+            network.create()
+        if not network.autostart():
+            network.setAutostart(1)
+
+
+def network_active(uri: str, name: str) -> bool:
+    """Whether the network is defined and running on the host."""
+    with _libvirt_errors():
+        try:
+            return bool(connect(uri).networkLookupByName(name).isActive())
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return False
+            raise
+
+
+def network_reserve(uri: str, name: str, *, mac: str, address: str) -> None:
+    """Make the network's DHCP hand `address` to `mac` (and to no one else), live and in its
+    definition. Earlier reservations of either are replaced."""
+    flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+    section = libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST
+    with _libvirt_errors():
+        network = connect(uri).networkLookupByName(name)
+        dhcp = ET.fromstring(network.XMLDesc(0)).find("ip/dhcp")
+        for entry in [] if dhcp is None else dhcp.findall("host"):
+            if entry.get("mac", "").lower() == mac.lower() and entry.get("ip") == address:
+                return
+            if entry.get("mac", "").lower() == mac.lower() or entry.get("ip") == address:
+                xml = ET.tostring(entry, encoding="unicode")
+                network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section, -1, xml, flags)
+        xml = ET.tostring(ET.Element("host", mac=mac, ip=address), encoding="unicode")
+        network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, -1, xml, flags)
+
+
+def network_release(uri: str, name: str, *, mac: str) -> None:
+    """Forget the DHCP reservation of `mac`, if the network has one."""
+    flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+    section = libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST
+    with _libvirt_errors():
+        try:
+            network = connect(uri).networkLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return
+            raise
+        dhcp = ET.fromstring(network.XMLDesc(0)).find("ip/dhcp")
+        for entry in [] if dhcp is None else dhcp.findall("host"):
+            if entry.get("mac", "").lower() == mac.lower():
+                xml = ET.tostring(entry, encoding="unicode")
+                network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, section, -1, xml, flags)
+
+
+def network_remove(uri: str, spec: NetworkSpec) -> None:
+    """Stop and forget the network and its filter (tests and uninstalls)."""
+    with _libvirt_errors():
+        conn = connect(uri)
+        with suppress(libvirt.libvirtError):
+            network = conn.networkLookupByName(spec.name)
+            with suppress(libvirt.libvirtError):
+                network.destroy()
+            network.undefine()
+        with suppress(libvirt.libvirtError):
+            conn.nwfilterLookupByName(spec.filter_name).undefine()
+
+
 # --- Domains ---------------------------------------------------------------------------------
 
 
@@ -444,6 +624,10 @@ class DomainSpec:
     cmdline: str
     console_log: str
     metadata: dict[str, str] = field(default_factory=dict)
+    # The guests' network, its filter and this guest's address on it; no network, no interface.
+    network: str | None = None
+    network_filter: str | None = None
+    ip_address: str | None = None
 
     @property
     def name(self) -> str:
@@ -480,9 +664,23 @@ def domain_xml(spec: DomainSpec) -> str:
     ET.SubElement(disk, "driver", name="qemu", type="qcow2", discard="unmap")
     ET.SubElement(disk, "source", file=spec.disk_path)
     ET.SubElement(disk, "target", dev=DISK_TARGET, bus="virtio")
-    nic = ET.SubElement(devices, "interface", type="user")
-    ET.SubElement(nic, "mac", address=spec.mac)
-    ET.SubElement(nic, "model", type="virtio")
+    if spec.network:
+        nic = ET.SubElement(devices, "interface", type="network")
+        ET.SubElement(nic, "source", network=spec.network)
+        ET.SubElement(nic, "mac", address=spec.mac)
+        ET.SubElement(nic, "model", type="virtio")
+        if spec.network_filter:
+            ref = ET.SubElement(nic, "filterref", filter=spec.network_filter)
+            # The one address the guest may send from: no learning, so nothing to fool.
+            ET.SubElement(ref, "parameter", name="IP", value=str(spec.ip_address))
+    else:
+        # A host without a guests' network still gives the guest its network card (a memory
+        # state saved elsewhere resumes only on the same devices), with the cable pulled: QEMU
+        # passes nothing through a link that is down, so user-mode networking reaches nothing.
+        nic = ET.SubElement(devices, "interface", type="user")
+        ET.SubElement(nic, "mac", address=spec.mac)
+        ET.SubElement(nic, "model", type="virtio")
+        ET.SubElement(nic, "link", state="down")
     # Everything the guest prints is kept in a log (by virtlogd), which the console page reads,
     # whether or not anyone is attached; input is typed in through openConsole.
     serial = ET.SubElement(devices, "serial", type="pty")
@@ -688,9 +886,29 @@ def domain_restore_memory(
     for backing in disks[0].findall("backingStore"):
         disks[0].remove(backing)
     with _libvirt_errors():
+        defined = ET.fromstring(_domain(uri, domain_uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    _interfaces_as_defined(root, defined)
+    with _libvirt_errors():
         conn.restoreFlags(
             memory_path, ET.tostring(root, encoding="unicode"), libvirt.VIR_DOMAIN_SAVE_RUNNING
         )
+
+
+def _interfaces_as_defined(saved: ET.Element, defined: ET.Element) -> None:
+    """Give the network cards of a saved definition the connection of the current one (this
+    host's guests' network and filter, or a pulled cable), keeping the saved card's slot."""
+    for card, wanted in zip(
+        saved.findall("devices/interface"), defined.findall("devices/interface"), strict=False
+    ):
+        kept = [card.find(tag) for tag in ("address", "mac", "model")]
+        card.clear()
+        card.attrib.update(wanted.attrib)
+        for child in wanted:
+            if child.tag not in ("address", "mac", "model", "target", "alias"):
+                card.append(child)
+        for child in kept:
+            if child is not None:
+                card.append(child)
 
 
 def domain_block_pull(

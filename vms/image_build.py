@@ -3,8 +3,8 @@
 The result is three files: the kernel, its initrd (which loads the virtio drivers and mounts the
 root disk) and a qcow2 root disk. The root file system is made from a folder with `mkfs.ext4 -d`,
 so nothing is mounted and nothing is downloaded. Inside the guest, busybox `init` brings up a root
-shell on the serial console, `acpid` turns the ACPI power button into a clean power-off, and the
-file system grows to fill the disk on first boot.
+shell on the serial console, `acpid` turns the ACPI power button into a clean power-off, the
+file system grows to fill the disk on first boot, and `udhcpc` asks the network for an address.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ BUSYBOX = Path("/bin/busybox")
 BOOT = Path("/boot")
 MODULES = Path("/lib/modules")
 # Kernel modules the guest loads itself; the initrd already brings the virtio disk driver.
-GUEST_MODULES = ("drivers/acpi/button.ko", "drivers/input/evdev.ko")
+# They are loaded in the order of their file names, which is also the order their dependencies
+# need (failover, net_failover, then virtio_net).
+GUEST_MODULES = (
+    "drivers/acpi/button.ko",
+    "drivers/input/evdev.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+)
 ROOT_FS_BYTES = 512 * 1024 * 1024
 CMDLINE = "console=ttyS0 root=/dev/vda rw init=/sbin/init quiet"
 READY_LINE = "koding-snapshots guest ready"
@@ -52,7 +60,36 @@ for module in /lib/modules/guest/*.ko; do insmod "$module" 2>/dev/null; done
 # Grow the root file system to the size of the disk the VM was given.
 resize2fs /dev/vda >/dev/null 2>&1
 acpid -c /etc/acpi
+# The network: the first interface that is not loopback, configured by DHCP in the background
+# (a guest on a host without a guests' network has none).
+ip link set lo up
+for nic in $(ls /sys/class/net); do
+  [ "$nic" = lo ] && continue
+  udhcpc -f -i "$nic" -s /etc/udhcpc.script -x "hostname:$(hostname)" >/dev/null 2>&1 &
+  break
+done
 echo "{READY_LINE}: $(hostname)"
+"""
+
+# busybox udhcpc runs this with the lease in its environment.
+UDHCPC_SCRIPT = """\
+#!/bin/sh
+case "$1" in
+  deconfig)
+    ip addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+  bound|renew)
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/"; then
+      ip addr flush dev "$interface"
+      ip addr add "$ip/${mask:-24}" dev "$interface"
+    fi
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    : > /etc/resolv.conf
+    for server in $dns; do echo "nameserver $server" >> /etc/resolv.conf; done
+    ;;
+esac
+exit 0
 """
 
 POWER_BUTTON = """\
@@ -160,6 +197,7 @@ def make_root_folder(root: Path, release: str) -> None:
     _write(root / "etc/init.d/rcS", RCS, 0o755)
     _write(root / "etc/acpi/PWRF/00000080", POWER_BUTTON, 0o755)
     _write(root / "etc/profile", PROFILE)
+    _write(root / "etc/udhcpc.script", UDHCPC_SCRIPT, 0o755)
     _write(root / "etc/hostname", "guest\n")
     _write(root / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
     _write(root / "etc/group", "root:x:0:\n")

@@ -8,6 +8,7 @@ import random
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -71,6 +72,18 @@ class Host(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        # The URI decides what the service runs and connects to (see `vms.host_uris`).
+        from vms.host_uris import libvirt_uri_problem
+
+        problem = libvirt_uri_problem(
+            self.libvirt_uri,
+            allow_tcp=settings.ALLOW_TCP_HOSTS,
+            allow_test=settings.ALLOW_TEST_HOSTS,
+        )
+        if problem:
+            raise ValidationError({"libvirt_uri": problem})
 
     @property
     def console_pool_name(self) -> str:
@@ -205,6 +218,13 @@ class VM(models.Model):
     state = models.CharField(max_length=16, choices=VMState.choices, default=VMState.CREATING)
     domain_uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     mac_address = models.CharField(max_length=17, default=random_mac, unique=True)
+    ip_address = models.GenericIPAddressField(
+        protocol="IPv4",
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Its address on the guests' network, given when its domain is first defined.",
+    )
     active_layer = models.ForeignKey(
         Layer, null=True, blank=True, on_delete=models.PROTECT, related_name="active_for"
     )

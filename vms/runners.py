@@ -17,7 +17,7 @@ from core.errors import InvalidState, OperationFailed
 from operations.failpoints import failpoint
 from operations.models import Operation
 from operations.services import operation_report
-from vms import hypervisor, layers
+from vms import hypervisor, layers, network
 from vms.models import VM, Host, Layer, VMState
 
 
@@ -30,8 +30,9 @@ def guest_hostname(vm: VM) -> str:
     return f"vm-{vm.id.hex[:8]}"
 
 
-def domain_spec(vm: VM) -> hypervisor.DomainSpec:
-    """The libvirt definition of a VM, made from the database (the source of truth)."""
+def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
+    """The libvirt definition of a VM, made from the database (the source of truth); `nic` is
+    its place on the guests' network (`network.vm_network_attach`), none when left out."""
     host, image = vm.host, vm.image
     return hypervisor.DomainSpec(
         uuid=vm.domain_uuid,
@@ -45,11 +46,14 @@ def domain_spec(vm: VM) -> hypervisor.DomainSpec:
         cmdline=f"{image.cmdline} ks.hostname={guest_hostname(vm)}",
         console_log=console_log_path(vm),
         metadata={"vm": str(vm.id), "host": host.name, "pool": host.pool_name},
+        **nic,
     )
 
 
 def domain_define(vm: VM) -> None:
-    hypervisor.domain_define(vm.host.libvirt_uri, hypervisor.domain_xml(domain_spec(vm)))
+    """Define (or redefine) the VM's domain on its host, on the guests' network there."""
+    nic = network.vm_network_attach(vm)
+    hypervisor.domain_define(vm.host.libvirt_uri, hypervisor.domain_xml(domain_spec(vm, **nic)))
 
 
 def _vm(operation: Operation) -> VM:
@@ -233,6 +237,8 @@ def discard(vm: VM) -> None:
     """
     host = vm.host
     hypervisor.domain_undefine(host.libvirt_uri, vm.domain_uuid)
+    with contextlib.suppress(hypervisor.HypervisorError):
+        network.vm_network_detach(vm)
     layer_id = vm.active_layer_id
     VM.objects.filter(pk=vm.pk).update(active_layer=None, state=VMState.DELETING)
     if layer_id is not None:
@@ -315,6 +321,8 @@ def _move_finish(vm: VM, source: Host) -> dict:
     (its domain, the old copy of its layer, its console log)."""
     domain_define(vm)
     hypervisor.domain_undefine(source.libvirt_uri, vm.domain_uuid)
+    with contextlib.suppress(hypervisor.HypervisorError):
+        network.vm_network_detach(VM(host=source, mac_address=vm.mac_address))
     hypervisor.volume_delete(source.libvirt_uri, source.pool_name, vm.active_layer.volume_name)
     with contextlib.suppress(hypervisor.HypervisorError):
         hypervisor.volumes_delete_prefixed(

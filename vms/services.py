@@ -19,7 +19,7 @@ from accounts.selectors import plan_for
 from core.errors import Busy, InvalidState, LimitExceeded, RateLimited, Unavailable
 from operations.models import Operation
 from operations.services import operation_start
-from vms import hypervisor, layers
+from vms import hypervisor, layers, network
 from vms.models import VM, Host, HostState, Image, Layer, VMOperationKind, VMState
 from vms.placement import host_place
 from vms.selectors import host_from_settings
@@ -35,6 +35,7 @@ def host_ensure_default() -> Host:
     registered now gets the capacity its hardware has (see `host_capacity`); an admin's later
     changes to it are kept."""
     wanted = host_from_settings()
+    wanted.clean()  # LIBVIRT_URI is held to the rules of any host's URI
     host, created = Host.objects.update_or_create(
         name=wanted.name,
         defaults={
@@ -53,10 +54,11 @@ def host_ensure_default() -> Host:
 
 
 def host_prepare(host: Host) -> None:
-    """Create the host's storage pool and console-log pool where they are missing (through
-    libvirt, so a remote host is prepared the same way)."""
+    """Create the host's storage pool, console-log pool and guests' network where they are
+    missing (through libvirt, so a remote host is prepared the same way)."""
     hypervisor.pool_ensure(host.libvirt_uri, host.pool_name, host.pool_path)
     hypervisor.pool_ensure(host.libvirt_uri, host.console_pool_name, host.console_dir)
+    network.host_network_ensure(host)
 
 
 def host_capacity(host: Host) -> dict:
@@ -102,18 +104,25 @@ def host_add(
     return host
 
 
-def host_check(host: Host) -> str | None:
-    """Ask the host's libvirt whether it answers and its pool runs; record the answer on the
-    host (its VMs' pages show it). Returns the problem, or None."""
-    from django.utils import timezone
-
+def host_probe(host: Host) -> str | None:
+    """Ask the host's libvirt whether it answers and its pool runs, changing nothing. Returns
+    the problem, or None."""
     try:
         hypervisor.version(host.libvirt_uri)
-        problem = None
         if not hypervisor.pool_exists(host.libvirt_uri, host.pool_name):
-            problem = f"the storage pool {host.pool_name!r} is missing or stopped"
+            return f"the storage pool {host.pool_name!r} is missing or stopped"
+        return network.host_network_problem(host)
     except hypervisor.HypervisorError as exc:
-        problem = str(exc)
+        return str(exc)
+    return None
+
+
+def host_check(host: Host) -> str | None:
+    """Probe the host (`host_probe`) and record the answer on it (its VMs' pages show it).
+    Returns the problem, or None."""
+    from django.utils import timezone
+
+    problem = host_probe(host)
     Host.objects.filter(pk=host.pk).update(
         reachable=problem is None, checked_at=timezone.now(), last_error=problem or ""
     )
