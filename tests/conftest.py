@@ -104,8 +104,13 @@ def database_url() -> str:
 
 
 def child_env(**extra: str) -> dict:
+    from django.conf import settings
+
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url()
+    # The run's own guests' network (see `test_pool`).
+    env["GUEST_NETWORK"] = settings.GUEST_NETWORK
+    env["GUEST_SUBNET"] = str(settings.GUEST_SUBNET)
     env.update(extra)
     return env
 
@@ -178,7 +183,6 @@ def test_pool():
     from django.conf import settings
 
     from vms import hypervisor, network
-    from vms.models import Host
 
     uri = settings.LIBVIRT_URI
     name = f"ks-test-{uuid.uuid4().hex[:8]}"
@@ -192,15 +196,43 @@ def test_pool():
     }
     hypervisor.pool_ensure(uri, name, config["pool_path"])
     hypervisor.pool_ensure(uri, f"{name}-console", config["console_dir"])
-    # The guests' network is the host's, shared with any installation on it: made, never removed.
-    network.host_network_ensure(Host(name="tests", libvirt_uri=uri))
+    guests_network = _guests_network_of_our_own(uri, name)
     yield config
     for record in hypervisor.domains(uri):
         if record.metadata.get("pool") == name:
             hypervisor.domain_undefine(uri, record.uuid)
     hypervisor.pool_remove(uri, name)
     hypervisor.pool_remove(uri, f"{name}-console")
+    hypervisor.network_remove(uri, network.network_spec())
+    guests_network.disable()
     shutil.rmtree(base, ignore_errors=True)
+
+
+def _guests_network_of_our_own(uri: str, name: str):
+    """Give this run a guests' network of its own (named like its pool, on a free /24 of
+    10.214.0.0/16), so that it never hands out an address another installation on this libvirtd
+    gave; returns the settings override, enabled."""
+    import ipaddress
+    import random
+
+    from django.test.utils import override_settings
+
+    from vms import hypervisor, network
+    from vms.models import Host
+
+    for _ in range(30):
+        subnet = ipaddress.IPv4Network(f"10.214.{random.randrange(256)}.0/24")
+        ours = override_settings(GUEST_NETWORK=name, GUEST_SUBNET=subnet)
+        ours.enable()
+        try:
+            network.host_network_ensure(Host(name="tests", libvirt_uri=uri))
+        except hypervisor.HypervisorError:
+            # Most likely the subnet is in use by another network: try another.
+            hypervisor.network_remove(uri, network.network_spec())
+            ours.disable()
+            continue
+        return ours
+    pytest.fail("No free /24 in 10.214.0.0/16 for the test run's guests' network.")
 
 
 @pytest.fixture(scope="session")
