@@ -18,8 +18,17 @@ class OperationType:
 _TYPES: dict[str, OperationType] = {}
 
 
+class DuplicateKind(Exception):
+    """Two apps (or one, twice with different jobs) registered the same kind of operation."""
+
+
 def register(kind: str, label: str, *, run: Callable, repair: Callable) -> None:
-    _TYPES[str(kind)] = OperationType(str(kind), str(label), run, repair)
+    """Register a kind of operation. Registering the very same kind again changes nothing; a
+    different one under a kind already taken is refused (it would silently replace the job)."""
+    wanted = OperationType(str(kind), str(label), run, repair)
+    found = _TYPES.setdefault(wanted.kind, wanted)
+    if found != wanted:
+        raise DuplicateKind(f"The operation kind {wanted.kind!r} is registered already.")
 
 
 def registered(kind: str) -> OperationType:

@@ -126,18 +126,22 @@ def operation_record_skipped(*, kind: str, owner, vm=None, target_name: str, rea
     )
 
 
-def operation_enqueue(operation: Operation) -> None:
+# The queue's one task: run the job of the operation it names (`operations.tasks`).
+RUN_TASK = "operations.tasks.run_operation"
+
+
+def operation_send(operation_id, kind: str, *, why: str = "") -> None:
+    """Put the task that runs an operation on the queue, now (the one place that does)."""
     from django_q.tasks import async_task
 
-    operation_id = str(operation.id)
-    transaction.on_commit(
-        lambda: async_task(
-            "operations.tasks.run_operation",
-            operation_id,
-            task_name=f"{operation.kind} {operation_id}",
-            group=operation.kind,
-        )
-    )
+    name = f"{kind} {operation_id}" + (f" ({why})" if why else "")
+    async_task(RUN_TASK, str(operation_id), task_name=name, group=kind)
+
+
+def operation_enqueue(operation: Operation) -> None:
+    """Send the operation's task once the transaction that recorded it commits."""
+    operation_id, kind = operation.id, operation.kind
+    transaction.on_commit(lambda: operation_send(operation_id, kind))
 
 
 def operation_report(operation: Operation, *, progress: int, message: str) -> None:
@@ -302,19 +306,12 @@ def operations_resend(*, before=None) -> int:
     taking the task but before claiming the operation. Sending it again is harmless: only one
     delivery can claim a queued operation; the others end at once.
     """
-    from django_q.tasks import async_task
-
     waiting = Operation.objects.filter(state=OperationState.QUEUED)
     if before is not None:
         waiting = waiting.filter(created_at__lt=before)
     count = 0
     for operation_id, kind in waiting.values_list("pk", "kind"):
-        async_task(
-            "operations.tasks.run_operation",
-            str(operation_id),
-            task_name=f"{kind} {operation_id} (sent again)",
-            group=kind,
-        )
+        operation_send(operation_id, kind, why="sent again")
         count += 1
     return count
 

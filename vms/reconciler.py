@@ -32,7 +32,7 @@ from operations.models import (
     OrphanSighting,
     ReconcileRun,
 )
-from operations.services import operations_expire
+from operations.services import operation_send, operations_expire
 from vms import hypervisor, layers
 from vms.models import VM, Host, HostState, Image, Layer, LayerState, VMState
 
@@ -97,11 +97,9 @@ def reconcile(*, now=None, grace: timedelta | None = None) -> Report:
 def _operations(report: Report, now, grace: timedelta) -> None:
     for operation in operations_expire(now=now):
         report.add(f"Operation {operation.kind} on {operation.target_name!r}: {operation.error}")
-    from django_q.tasks import async_task
-
     lost = Operation.objects.filter(state=OperationState.QUEUED, created_at__lt=now - grace)
     for operation in lost:
-        async_task("operations.tasks.run_operation", str(operation.pk))
+        operation_send(operation.pk, operation.kind, why="sent again by the reconciler")
         report.add(
             f"Operation {operation.kind} on {operation.target_name!r} waited since "
             f"{operation.created_at:%H:%M:%S} for a worker; it was sent again."
