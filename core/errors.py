@@ -32,6 +32,15 @@ class InvalidState(ServiceError):
     """The object is not in a state that allows the action."""
 
 
+class NameTaken(InvalidState):
+    """The name is another object's of the same owner: a conflict with what exists (409 in the
+    API; on a page, an error beside the form's `field`), not bad input."""
+
+    def __init__(self, message: str, *, field: str = "name"):
+        super().__init__(message)
+        self.field = field
+
+
 class LimitExceeded(ServiceError):
     """The account's plan does not allow more."""
 

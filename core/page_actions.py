@@ -35,7 +35,8 @@ def attempt_on_form(form, action) -> tuple[bool, object]:
         for field, errors in exc.message_dict.items():
             form.add_error(field if field in form.fields else None, errors)
     except ServiceError as exc:
-        form.add_error(None, exc.message)
+        field = getattr(exc, "field", None)
+        form.add_error(field if field in form.fields else None, exc.message)
     return False, None
 
 

@@ -18,7 +18,14 @@ from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, Snap
 from snapshots.selectors import usage_for
 from vms.models import VM, Layer, VMState
 from vms.placement import host_place
-from vms.services import GIB, clean_name, lock_owner, vm_limit_check, vm_validate_size
+from vms.services import (
+    GIB,
+    clean_name,
+    lock_owner,
+    vm_limit_check,
+    vm_name_check,
+    vm_validate_size,
+)
 
 
 def clean_description(description: str | None) -> str:
@@ -192,8 +199,7 @@ def snapshot_new_vm(
     memory_mib = memory_mib or (source.memory_mib if source else 256)
     disk_gib = max(1, -(-snapshot.disk_bytes // GIB))
     vm_validate_size(image=snapshot.image, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
-    if VM.objects.filter(owner=owner, name=name).exists():
-        raise ValidationError({"name": f"You already have a VM named {name!r}."})
+    vm_name_check(owner, name)
     try:
         with transaction.atomic():
             snapshot = _ready(snapshot)
@@ -228,8 +234,7 @@ def snapshot_new_vm(
             operation.snapshot = snapshot
             return operation
     except IntegrityError:
-        if VM.objects.filter(owner=owner, name=name).exists():
-            raise ValidationError({"name": f"You already have a VM named {name!r}."}) from None
+        vm_name_check(owner, name)
         raise
 
 

@@ -16,7 +16,14 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.selectors import plan_for
-from core.errors import Busy, InvalidState, LimitExceeded, RateLimited, Unavailable
+from core.errors import (
+    Busy,
+    InvalidState,
+    LimitExceeded,
+    NameTaken,
+    RateLimited,
+    Unavailable,
+)
 from operations.models import Operation
 from operations.services import operation_start
 from vms import hypervisor, layers, network
@@ -158,11 +165,14 @@ def clean_name(name: str, *, field: str = "name", what: str = "name") -> str:
     return name
 
 
-def _name_taken(owner, name: str, *, exclude=None) -> bool:
+def vm_name_check(owner, name: str, *, exclude=None) -> None:
+    """The one VM-name rule: an owner's VMs have different names. Called before the work and
+    again when the database's unique constraint fires (a racing request took the name)."""
     others = VM.objects.filter(owner=owner, name=name)
     if exclude is not None:
         others = others.exclude(pk=exclude.pk)
-    return others.exists()
+    if others.exists():
+        raise NameTaken(f"You already have a VM named {name!r}; choose another name.")
 
 
 def lock_owner(owner) -> None:
@@ -220,8 +230,7 @@ def vm_create(
     if not image.is_public:
         raise ValidationError({"image": "Choose one of the images offered."})
     vm_validate_size(image=image, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
-    if _name_taken(owner, name):
-        raise ValidationError({"name": f"You already have a VM named {name!r}."})
+    vm_name_check(owner, name)
     try:
         with transaction.atomic():
             lock_owner(owner)
@@ -248,8 +257,7 @@ def vm_create(
                 idempotency_key=idempotency_key,
             )
     except IntegrityError:
-        if _name_taken(owner, name):
-            raise ValidationError({"name": f"You already have a VM named {name!r}."}) from None
+        vm_name_check(owner, name)
         raise
 
 
@@ -445,13 +453,13 @@ def layers_merge_pending() -> list[Operation]:
 
 def vm_rename(*, vm: VM, name: str) -> VM:
     name = clean_name(name)
-    if _name_taken(vm.owner, name, exclude=vm):
-        raise ValidationError({"name": f"You already have a VM named {name!r}."})
+    vm_name_check(vm.owner, name, exclude=vm)
     try:
         with transaction.atomic():
             VM.objects.filter(pk=vm.pk).update(name=name)
     except IntegrityError:
-        raise ValidationError({"name": f"You already have a VM named {name!r}."}) from None
+        vm_name_check(vm.owner, name, exclude=vm)
+        raise
     vm.name = name
     return vm
 

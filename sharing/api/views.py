@@ -29,7 +29,6 @@ from sharing.api.serializers import (
 from sharing.models import Invitation, Share
 from snapshots.api.serializers import SnapshotNewVMSerializer
 from snapshots.models import Snapshot
-from vms.api.views import refuse_taken_name
 
 
 class SharingSchema(IdSchema):
@@ -185,7 +184,6 @@ class SharedSnapshotViewSet(
         snapshot = self.get_object()
         serializer = SnapshotNewVMSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        refuse_taken_name(request.user, serializer.validated_data["name"])
         operation = services.shared_new_vm(
             snapshot=snapshot,
             user=request.user,

@@ -22,7 +22,7 @@ from snapshots.api.serializers import (
 )
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
-from vms.api.views import VMViewSet, refuse_taken_name
+from vms.api.views import VMViewSet
 from vms.models import VM
 
 ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
@@ -108,7 +108,6 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         snapshot = self.get_object()
         serializer = SnapshotNewVMSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        refuse_taken_name(request.user, serializer.validated_data["name"])
         operation = services.snapshot_new_vm(
             snapshot=snapshot,
             user=request.user,

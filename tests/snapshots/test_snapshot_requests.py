@@ -8,7 +8,7 @@ from django.db import connection
 
 from accounts.models import Plan
 from accounts.services import plan_change
-from core.errors import Busy, InvalidState, LimitExceeded
+from core.errors import Busy, InvalidState, LimitExceeded, NameTaken
 from operations.models import Operation, OperationState
 from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.selectors import usage_for
@@ -198,7 +198,7 @@ def test_new_vm_from_a_snapshot_records_a_creating_vm_that_remembers_its_source(
 
 def test_new_vm_from_a_snapshot_refuses_a_name_in_use(vm):
     snapshot = snapshot_row(vm)
-    with pytest.raises(ValidationError, match="already have a VM named 'web'"):
+    with pytest.raises(NameTaken, match="already have a VM named 'web'"):
         snapshot_new_vm(snapshot=snapshot, user=vm.owner, name="web")
 
 

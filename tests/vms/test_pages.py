@@ -135,7 +135,10 @@ def test_a_refused_new_vm_from_a_snapshot_says_why(client, alice, image):
     snapshot = Snapshot.objects.get()
     client.force_login(alice)
     response = client.post(f"/snapshots/{snapshot.pk}/new-vm/", {"name": "taken"}, follow=True)
-    assert "You already have a VM named &#x27;taken&#x27;." in response.content.decode()
+    assert (
+        "You already have a VM named &#x27;taken&#x27;; choose another name."
+        in response.content.decode()
+    )
     assert response.redirect_chain[-1][0] == "/snapshots/"
 
 

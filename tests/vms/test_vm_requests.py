@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from core.errors import Busy, InvalidState
+from core.errors import Busy, InvalidState, NameTaken
 from operations.models import Operation, OperationState
 from tests.factories import image_row, vm_row
 from vms.models import VM, VMOperationKind, VMState
@@ -66,7 +66,7 @@ def test_create_refuses_bad_input_naming_the_field_and_creates_nothing(
 
 def test_create_refuses_a_name_the_owner_already_uses(alice, image):
     vm_create(owner=alice, name="web", image=image)
-    with pytest.raises(ValidationError, match="You already have a VM named 'web'"):
+    with pytest.raises(NameTaken, match="You already have a VM named 'web'"):
         vm_create(owner=alice, name="web", image=image)
     assert VM.objects.count() == 1
 
@@ -127,7 +127,7 @@ def test_delete_hides_the_vm_at_once(alice, image):
 def test_rename_refuses_a_name_in_use(alice, image):
     vm_row(owner=alice, image=image, name="one")
     two = vm_row(owner=alice, image=image, name="two")
-    with pytest.raises(ValidationError, match="already have a VM named 'one'"):
+    with pytest.raises(NameTaken, match="already have a VM named 'one'"):
         vm_rename(vm=two, name="one")
     assert vm_rename(vm=two, name="three").name == "three"
 

@@ -6,7 +6,6 @@ from rest_framework.response import Response
 from core.access import get_owned_or_404
 from core.api.common import ChoiceQuery, Ordering
 from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
-from core.errors import InvalidState
 from operations.api.idempotency import idempotent, key_of
 from operations.api.responses import accepted
 from operations.api.serializers import OperationSerializer
@@ -64,7 +63,6 @@ class VMViewSet(
     def create(self, request):
         """Create a VM from an image and boot it."""
         data = _valid(VMCreateSerializer, request)
-        refuse_taken_name(request.user, data["name"])
         operation = services.vm_create(
             owner=request.user,
             name=data["name"],
@@ -83,7 +81,6 @@ class VMViewSet(
         vm = self.get_object()
         data = _valid(VMUpdateSerializer, request)
         if "name" in data:
-            refuse_taken_name(request.user, data["name"], exclude=vm)
             services.vm_rename(vm=vm, name=data["name"])
         return Response(VMSerializer(vm).data)
 
@@ -171,16 +168,6 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ImageSerializer
     lookup_field = "slug"
     queryset = Image.objects.filter(is_public=True)
-
-
-def refuse_taken_name(owner, name: str, *, exclude: VM | None = None) -> None:
-    """A name another of the owner's VMs has is a conflict with what exists (409), not bad input:
-    the same request succeeds once that VM is renamed or deleted. (The service checks again.)"""
-    others = VM.objects.filter(owner=owner, name=name.strip())
-    if exclude is not None:
-        others = others.exclude(pk=exclude.pk)
-    if others.exists():
-        raise InvalidState(f"You already have a VM named {name.strip()!r}; choose another name.")
 
 
 def _valid(serializer_class, request):
