@@ -197,7 +197,7 @@ def vm_snapshot_dialogs(request, pk):
         .select_related("source_vm")
         .order_by("-created_at")
     )
-    return render(request, "vms/_snapshot_dialogs.html", {"vm": vm, "snapshots": snapshots})
+    return render(request, "snapshots/_vm_dialogs.html", {"vm": vm, "snapshots": snapshots})
 
 
 # What snapshots add to the vms app's pages (registered in SnapshotsConfig.ready).
