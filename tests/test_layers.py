@@ -1,4 +1,5 @@
-"""The apps depend on each other in one direction: the layers contract in `.importlinter`."""
+"""The contracts in `.importlinter`: the apps depend on each other in one direction, and the disk
+reader (`diskread`) is a library that imports no Django and no app."""
 
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ PACKAGES = [
     "schedules",
     "sharing",
     "transfers",
+    "diskread",
 ]
 
 
@@ -29,9 +31,19 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_no_app_imports_one_above_it():
+def test_the_contracts_hold():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 2 kept, 0 broken." in result.stdout
+
+
+def copy_of_the_code(tmp_path: Path) -> Path:
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy(ROOT / ".importlinter", tmp_path)
+    return tmp_path
 
 
 @pytest.mark.parametrize(
@@ -45,14 +57,23 @@ def test_no_app_imports_one_above_it():
     ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path, lower, upper):
-    for package in PACKAGES:
-        shutil.copytree(
-            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    shutil.copy(ROOT / ".importlinter", tmp_path)
-    (tmp_path / lower / "upward.py").write_text(f"import {upper}.models  # noqa\n")
+    code = copy_of_the_code(tmp_path)
+    (code / lower / "upward.py").write_text(f"import {upper}.models  # noqa\n")
 
-    result = lint_imports(tmp_path)
+    result = lint_imports(code)
 
     assert result.returncode != 0
     assert f"{lower} is not allowed to import {upper}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "module", ["django.conf", "rest_framework.exceptions", "core.errors", "vms.layers"]
+)
+def test_the_disk_reader_importing_django_or_an_app_breaks_its_contract(tmp_path, module):
+    code = copy_of_the_code(tmp_path)
+    (code / "diskread" / "adapted.py").write_text(f"import {module}  # noqa\n")
+
+    result = lint_imports(code)
+
+    assert result.returncode != 0
+    assert f"diskread is not allowed to import {module.split('.')[0]}" in result.stdout

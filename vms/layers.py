@@ -379,10 +379,19 @@ def layer_holders(layer: Layer) -> list:
     return [layer.host] + [copy.host for copy in copies.select_related("host")]
 
 
+# libvirt refuses a backing chain longer than 200 images; a walk past this is a loop in the rows.
+CHAIN_WALK_LIMIT = 1000
+
+
 def layer_chain(layer: Layer) -> list:
     """The layer and every layer under it, bottom first."""
     chain = []
     while layer is not None:
+        if len(chain) >= CHAIN_WALK_LIMIT:
+            raise InvalidState(
+                f"The disk's chain of layers is longer than {CHAIN_WALK_LIMIT} or loops; "
+                "ask an administrator to repair it."
+            )
         chain.append(layer)
         layer = Layer.objects.select_related("host").filter(pk=layer.parent_id).first()
     return chain[::-1]

@@ -236,7 +236,7 @@ def snapshot_file_content(request, id):
     return file_response(disk, entry, stream)
 
 
-def file_response(disk: browse.Disk, entry: browse.Entry, stream) -> StreamingHttpResponse:
+def file_response(disk: browse.SnapshotDisk, entry: browse.Entry, stream) -> StreamingHttpResponse:
     """A streamed download of a file of the disk, which closes the disk when it ends."""
     response = StreamingHttpResponse(
         _Closing(disk, disk.chunks(stream, entry.size)), content_type="application/octet-stream"
