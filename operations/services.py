@@ -299,19 +299,22 @@ def operations_expire(*, now=None) -> list[Operation]:
     return failed
 
 
-def operations_resend(*, before=None) -> int:
+def operations_resend(*, before=None, on_sent=None) -> int:
     """Enqueue again the tasks of operations still queued (created before `before`).
 
     A task can be lost while its operation waits: a worker that was stopped or killed after
     taking the task but before claiming the operation. Sending it again is harmless: only one
-    delivery can claim a queued operation; the others end at once.
+    delivery can claim a queued operation; the others end at once. `on_sent(operation)` hears
+    of each one sent (the reconciler reports them).
     """
     waiting = Operation.objects.filter(state=OperationState.QUEUED)
     if before is not None:
         waiting = waiting.filter(created_at__lt=before)
     count = 0
-    for operation_id, kind in waiting.values_list("pk", "kind"):
-        operation_send(operation_id, kind, why="sent again")
+    for operation in waiting:
+        operation_send(operation.pk, operation.kind, why="sent again")
+        if on_sent is not None:
+            on_sent(operation)
         count += 1
     return count
 

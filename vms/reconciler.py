@@ -28,11 +28,10 @@ from django.utils import timezone
 
 from operations.models import (
     Operation,
-    OperationState,
     OrphanSighting,
     ReconcileRun,
 )
-from operations.services import operation_send, operations_expire
+from operations.services import operations_expire, operations_resend
 from vms import hypervisor, layers
 from vms.models import VM, Host, HostState, Image, Layer, LayerState, VMState
 
@@ -97,13 +96,13 @@ def reconcile(*, now=None, grace: timedelta | None = None) -> Report:
 def _operations(report: Report, now, grace: timedelta) -> None:
     for operation in operations_expire(now=now):
         report.add(f"Operation {operation.kind} on {operation.target_name!r}: {operation.error}")
-    lost = Operation.objects.filter(state=OperationState.QUEUED, created_at__lt=now - grace)
-    for operation in lost:
-        operation_send(operation.pk, operation.kind, why="sent again by the reconciler")
-        report.add(
+    operations_resend(
+        before=now - grace,
+        on_sent=lambda operation: report.add(
             f"Operation {operation.kind} on {operation.target_name!r} waited since "
             f"{operation.created_at:%H:%M:%S} for a worker; it was sent again."
-        )
+        ),
+    )
 
 
 def _host(report: Report, host: Host, now, grace: timedelta) -> None:
