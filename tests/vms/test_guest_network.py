@@ -58,8 +58,9 @@ def listening(address: str = "0.0.0.0"):  # noqa: S104 (every address of the hos
 
 @contextlib.contextmanager
 def host_address(address: str):
-    """An extra address on the host's loopback for the length of a test."""
-    subprocess.run(["ip", "address", "add", f"{address}/32", "dev", "lo"], check=True)
+    """An extra address on the host's loopback for the length of a test (`replace`: a run that
+    was killed before it could remove it leaves it behind)."""
+    subprocess.run(["ip", "address", "replace", f"{address}/32", "dev", "lo"], check=True)
     try:
         yield address
     finally:
