@@ -447,6 +447,9 @@ BLOCKED_RANGES = (
 )
 
 
+DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """The network a host's guests live on: NAT (or none) to the outside, DHCP, isolated ports."""
@@ -483,6 +486,12 @@ def network_xml(spec: NetworkSpec) -> str:
     ip = ET.SubElement(root, "ip", address=spec.gateway, netmask=spec.netmask)
     dhcp = ET.SubElement(ip, "dhcp")
     ET.SubElement(dhcp, "range", start=spec.dhcp_start, end=spec.dhcp_end)
+    # DHCP answers only the MACs it has a reservation for (`network_reserve`): a guest that asks
+    # before its reservation reached dnsmasq asks again, rather than taking an address its
+    # filter will not let it send from.
+    ET.register_namespace("dnsmasq", DNSMASQ_NS)
+    options = ET.SubElement(root, f"{{{DNSMASQ_NS}}}options")
+    ET.SubElement(options, f"{{{DNSMASQ_NS}}}option", value="dhcp-ignore=tag:!known")
     return ET.tostring(root, encoding="unicode")
 
 

@@ -65,7 +65,7 @@ acpid -c /etc/acpi
 ip link set lo up
 for nic in $(ls /sys/class/net); do
   [ "$nic" = lo ] && continue
-  udhcpc -f -i "$nic" -s /etc/udhcpc.script -x "hostname:$(hostname)" >/dev/null 2>&1 &
+  udhcpc -f -i "$nic" -s /etc/udhcpc.script -T 2 -A 3 -x "hostname:$(hostname)" >/dev/null 2>&1 &
   break
 done
 echo "{READY_LINE}: $(hostname)"
