@@ -510,8 +510,7 @@ def guest_filter_xml(spec: NetworkSpec, host_addresses: list[str], uuid_: str | 
         el = ET.SubElement(root, "rule", action=action, direction="out", priority=str(priority))
         ET.SubElement(el, protocol, attrs)
 
-    # DHCP is broadcast, which connection tracking does not follow: matched without state.
-    rule("accept", 100, "udp", srcportstart="68", dstportstart="67", statematch="false")
+    rule("accept", 100, "udp", srcportstart="68", dstportstart="67")
     rule("accept", 110, "udp", dstipaddr=spec.gateway, dstportstart="53")
     rule("accept", 120, "tcp", dstipaddr=spec.gateway, dstportstart="53")
     new = {"state": "NEW,INVALID"}
@@ -521,6 +520,15 @@ def guest_filter_xml(spec: NetworkSpec, host_addresses: list[str], uuid_: str | 
     for block in BLOCKED_RANGES:
         address, bits = block.split("/")
         rule("drop", 220, "all", dstipaddr=address, dstipmask=bits, **new)
+    return ET.tostring(root, encoding="unicode")
+
+
+def _canonical(xml: str) -> str:
+    """A filter's XML in one spelling (libvirt writes it back with other quotes and spaces)."""
+    root = ET.fromstring(xml)
+    for el in root.iter():
+        el.text = (el.text or "").strip() or None
+        el.tail = None
     return ET.tostring(root, encoding="unicode")
 
 
@@ -537,12 +545,18 @@ def network_ensure(uri: str, spec: NetworkSpec, *, host_addresses: list[str]) ->
     """Define, start and autostart the guests' network, and (re)define their filter, on the host.
 
     A network already defined under the name is kept as it is (guests may be attached to it);
-    the filter is rewritten each time, so a change of the host's addresses reaches running
+    the filter is rewritten when it differs, so a change of the host's addresses reaches running
     guests (libvirt re-applies a redefined filter to every interface that uses it)."""
     with _libvirt_errors():
         conn = connect(uri)
         filter_uuid = _nwfilter_uuid(conn, spec.filter_name)
-        conn.nwfilterDefineXML(guest_filter_xml(spec, host_addresses, filter_uuid))
+        wanted = guest_filter_xml(spec, host_addresses, filter_uuid)
+        # Redefining a filter makes libvirt rebuild the rules of every guest using it: only
+        # when something changed.
+        if filter_uuid is None or _canonical(
+            conn.nwfilterLookupByName(spec.filter_name).XMLDesc(0)
+        ) != _canonical(wanted):
+            conn.nwfilterDefineXML(wanted)
         try:
             network = conn.networkLookupByName(spec.name)
         except libvirt.libvirtError as exc:

@@ -93,10 +93,13 @@ def host_network_problem(host: Host) -> str | None:
     """What is wrong with the host's guest network, for health checks; None when it runs."""
     if not host_has_network(host):
         return None
-    name = settings.GUEST_NETWORK
-    if not hypervisor.network_active(host.libvirt_uri, name):
-        return f"the guests' network {name!r} is missing or stopped"
+    if not hypervisor.network_active(host.libvirt_uri, settings.GUEST_NETWORK):
+        return network_missing()
     return None
+
+
+def network_missing() -> str:
+    return f"the guests' network {settings.GUEST_NETWORK!r} is missing or stopped"
 
 
 def vm_address(vm: VM) -> str:

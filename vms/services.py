@@ -7,6 +7,7 @@ same transaction: the operation is the VM's lock, so the state cannot change in 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 
@@ -138,8 +139,19 @@ def host_check(host: Host) -> str | None:
 
 
 def hosts_check() -> dict:
-    """Check every host in service (see `host_check`); {host name: problem or None}."""
-    return {host.name: host_check(host) for host in Host.objects.exclude(state=HostState.DISABLED)}
+    """Check every host in service (see `host_check`); {host name: problem or None}. A host
+    that answers gets its guests' network made again if it went missing, and its filter
+    rewritten if the host's addresses changed."""
+    found = {}
+    for host in Host.objects.exclude(state=HostState.DISABLED):
+        problem = host_check(host)
+        if problem in (None, network.network_missing()):
+            with contextlib.suppress(hypervisor.HypervisorError):
+                network.host_network_ensure(host)
+            if problem is not None:
+                problem = host_check(host)
+        found[host.name] = problem
+    return found
 
 
 def host_unavailable(host: Host) -> Unavailable:

@@ -216,3 +216,37 @@ def test_a_host_without_networks_gives_its_guests_a_card_with_the_cable_pulled()
     (card,) = ET.fromstring(hypervisor.domain_xml(spec)).findall("devices/interface")
     assert card.get("type") == "user"
     assert card.find("link").get("state") == "down"
+
+
+def test_the_host_check_starts_a_guests_network_that_stopped(host):
+    from vms.services import hosts_check
+
+    spec = network.network_spec()
+    hypervisor.connect(host.libvirt_uri).networkLookupByName(spec.name).destroy()
+    assert not hypervisor.network_active(host.libvirt_uri, spec.name)
+    hosts_check()
+    assert hypervisor.network_active(host.libvirt_uri, spec.name)
+
+
+def test_the_host_check_puts_a_new_address_of_the_host_into_the_filter(host, monkeypatch):
+    from vms.services import hosts_check
+
+    spec = network.network_spec()
+    conn = hypervisor.connect(host.libvirt_uri)
+    known = network.host_addresses(host)
+    monkeypatch.setattr(network, "host_addresses", lambda host: [*known, "203.0.113.9"])
+    hosts_check()
+    assert "203.0.113.9" in conn.nwfilterLookupByName(spec.filter_name).XMLDesc(0)
+    monkeypatch.undo()
+    hosts_check()
+    assert "203.0.113.9" not in conn.nwfilterLookupByName(spec.filter_name).XMLDesc(0)
+
+
+def test_an_unchanged_filter_is_not_defined_again(host, monkeypatch):
+    defined = []
+    conn = hypervisor.connect(host.libvirt_uri)
+    monkeypatch.setattr(
+        type(conn), "nwfilterDefineXML", lambda self, xml: defined.append(xml), raising=True
+    )
+    network.host_network_ensure(host)
+    assert defined == []
