@@ -598,6 +598,24 @@ def network_reserve(uri: str, name: str, *, mac: str, address: str) -> None:
         network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, -1, xml, flags)
 
 
+def network_leases(uri: str, name: str) -> dict[str, str]:
+    """The addresses DHCP has leased on the network and not seen expire, each with its MAC
+    (a deleted guest's lease lives on until it expires: dnsmasq will not give that address to
+    another MAC before then, reservation or not)."""
+    with _libvirt_errors():
+        try:
+            network = connect(uri).networkLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return {}
+            raise
+        return {
+            lease["ipaddr"]: (lease.get("mac") or "").lower()
+            for lease in network.DHCPLeases()
+            if lease.get("ipaddr")
+        }
+
+
 def network_release(uri: str, name: str, *, mac: str) -> None:
     """Forget the DHCP reservation of `mac`, if the network has one."""
     flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG

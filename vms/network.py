@@ -102,16 +102,20 @@ def network_missing() -> str:
     return f"the guests' network {settings.GUEST_NETWORK!r} is missing or stopped"
 
 
-def vm_address(vm: VM) -> str:
+def vm_address(vm: VM, leased: dict[str, str] | None = None) -> str:
     """The VM's address on the guests' network, given on first need and kept for its life.
 
     Free addresses are tried from a random point of the subnet; the unique constraint settles a
-    race between two workers."""
+    race between two workers. An address still leased to another MAC (`leased`, address to MAC,
+    of the VM's host: a deleted VM's lease outlives it) is not free: DHCP would hand the new
+    guest some other address, one its filter does not let it send from."""
     if vm.ip_address:
         return vm.ip_address
     subnet = settings.GUEST_SUBNET
     first, last = int(subnet.network_address) + 2, int(subnet.broadcast_address) - 1
     used = set(VM.objects.exclude(ip_address=None).values_list("ip_address", flat=True))
+    mac = vm.mac_address.lower()
+    used |= {address for address, owner in (leased or {}).items() if owner.lower() != mac}
     size = last - first + 1
     start = random.randrange(size)  # noqa: S311 (spreading, not secrecy)
     for step in range(size):
@@ -137,8 +141,9 @@ def vm_network_attach(vm: VM) -> dict:
     (empty where the host has no network)."""
     if not host_has_network(vm.host):
         return {}
-    address = vm_address(vm)
     spec = network_spec()
+    leased = {} if vm.ip_address else hypervisor.network_leases(vm.host.libvirt_uri, spec.name)
+    address = vm_address(vm, leased)
     hypervisor.network_reserve(vm.host.libvirt_uri, spec.name, mac=vm.mac_address, address=address)
     return {"network": spec.name, "network_filter": spec.filter_name, "ip_address": address}
 
