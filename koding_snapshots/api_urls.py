@@ -3,16 +3,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from operations.api.views import OperationViewSet
-from schedules.api.views import VMWithPolicyViewSet
+from schedules.api.views import VMPolicyViewSet
 from snapshots.api import browse as snapshot_browse
 from snapshots.api.views import PlanViewSet, SnapshotViewSet, me
-from vms.api.views import ImageViewSet
+from vms.api.views import ImageViewSet, VMViewSet
 
 app_name = "api"
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
-router.register("vms", VMWithPolicyViewSet, basename="vm")
+router.register("vms", VMViewSet, basename="vm")
+router.register("vms", VMPolicyViewSet, basename="vm-policy")
 router.register("snapshots", SnapshotViewSet, basename="snapshot")
 router.register("operations", OperationViewSet, basename="operation")
 router.register("images", ImageViewSet, basename="image")

@@ -312,7 +312,7 @@ REST_FRAMEWORK = {
     # schema says (an empty name is refused, not ignored).
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "operations.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 # Changes (POST, PATCH, DELETE) one user may make through the API, e.g. "120/min".

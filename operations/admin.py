@@ -9,7 +9,7 @@ from operations.models import (
     ReconcileRun,
     WorkerHeartbeat,
 )
-from operations.services import SCHEDULES, operation_mark_failed, operation_retry
+from operations.services import PERIODIC_TASKS, operation_mark_failed, operation_retry
 
 
 @admin.register(Operation)
@@ -60,7 +60,7 @@ class OperationAdmin(admin.ModelAdmin):
         from django_q.tasks import async_task
 
         # The reconciler belongs to the app that registered its schedule.
-        async_task(SCHEDULES["reconcile"][0], task_name="reconcile from admin")
+        async_task(PERIODIC_TASKS["reconcile"][0], task_name="reconcile from admin")
         self.message_user(
             request, "The reconciler is running; its report appears under Reconcile runs."
         )

@@ -12,12 +12,6 @@ class OperationsConfig(AppConfig):
         from operations.health import check_worker
 
         health.register(check_worker, order=10)
-        from core.api.errors import register_busy_operation_body
-        from operations.api.serializers import OperationSerializer
-
-        register_busy_operation_body(
-            lambda operation, context: OperationSerializer(operation, context=context).data
-        )
         bootstrap.register(first_heartbeat, order=40)
         post_migrate.connect(_ensure_schedules, sender=self)
 
@@ -26,11 +20,11 @@ def _ensure_schedules(**kwargs):
     from django.core.management import call_command
     from django.db import connections
 
-    from operations.services import schedules_ensure
+    from operations.services import periodic_tasks_ensure
 
     using = kwargs.get("using", "default")
     # A partial `migrate` (one app, to a named migration) may not have made the queue's tables.
     if "django_q_schedule" in connections[using].introspection.table_names():
-        schedules_ensure(using=using)
+        periodic_tasks_ensure(using=using)
     # Without Redis the cache (throttle and rate counters) lives in a table of the database.
     call_command("createcachetable", database=using, verbosity=0)

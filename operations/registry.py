@@ -1,5 +1,6 @@
 """The kinds of operation, each registered by the app that owns it (in its AppConfig.ready): its
-label, what a worker runs for it, and what repairs one whose worker died. This app names none."""
+label, its job (the function a worker runs for it) and its repair (what finishes or undoes one
+whose worker died). This app names none."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 class OperationType:
     kind: str
     label: str
-    run: Callable  # (operation) -> dict | None: the work, in a worker
+    job: Callable  # (operation) -> dict | None: the work, in a worker
     repair: Callable  # (operation) -> str: what was done about a half-done one, in a sentence
 
 
@@ -22,10 +23,10 @@ class DuplicateKind(Exception):
     """Two apps (or one, twice with different jobs) registered the same kind of operation."""
 
 
-def register(kind: str, label: str, *, run: Callable, repair: Callable) -> None:
+def register(kind: str, label: str, *, job: Callable, repair: Callable) -> None:
     """Register a kind of operation. Registering the very same kind again changes nothing; a
     different one under a kind already taken is refused (it would silently replace the job)."""
-    wanted = OperationType(str(kind), str(label), run, repair)
+    wanted = OperationType(str(kind), str(label), job, repair)
     found = _TYPES.setdefault(wanted.kind, wanted)
     if found != wanted:
         raise DuplicateKind(f"The operation kind {wanted.kind!r} is registered already.")

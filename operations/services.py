@@ -33,15 +33,15 @@ from operations.models import (
 logger = logging.getLogger(__name__)
 
 # Periodic tasks, by name: (function, minutes between runs). Apps add theirs with
-# `schedule_register` in their AppConfig.ready.
-SCHEDULES = {
+# `periodic_task_register` in their AppConfig.ready.
+PERIODIC_TASKS = {
     "worker heartbeat": ("operations.tasks.heartbeat", 1),
     "prune old records": ("operations.tasks.prune", 60),
 }
 
 
-def schedule_register(name: str, func: str, *, minutes: int) -> None:
-    SCHEDULES[name] = (func, minutes)
+def periodic_task_register(name: str, func: str, *, minutes: int) -> None:
+    PERIODIC_TASKS[name] = (func, minutes)
 
 
 # Set by `manage.py worker` for the processes of its task-queue cluster: the cluster's name, and
@@ -207,10 +207,10 @@ def operation_run(operation_id) -> Operation | None:
     if operation is None:
         logger.info("Operation %s is not queued; nothing to do.", operation_id)
         return None
-    runner = registry.registered(operation.kind).run
+    job = registry.registered(operation.kind).job
     try:
         with lease_kept(operation):
-            result = runner(operation)
+            result = job(operation)
     except ServiceError as exc:
         operation_finish(operation, error=exc.message)
     except BackendRefused as exc:
@@ -387,11 +387,11 @@ def records_prune(*, now=None) -> dict[str, int]:
     return pruned
 
 
-def schedules_ensure(*, using: str = "default") -> None:
+def periodic_tasks_ensure(*, using: str = "default") -> None:
     """Create or update the periodic tasks the task queue's scheduler runs."""
     from django_q.models import Schedule
 
-    for name, (func, minutes) in SCHEDULES.items():
+    for name, (func, minutes) in PERIODIC_TASKS.items():
         Schedule.objects.using(using).update_or_create(
             name=name,
             defaults={

@@ -50,6 +50,18 @@ class SnapshotQuerySet(OwnedQuerySet):
         automatic "before restore" ones."""
         return self.exclude(kind=SnapshotKind.BEFORE_RESTORE).exclude(state=SnapshotState.FAILED)
 
+    def memory_volume_names(self) -> set[str]:
+        """The memory files of every snapshot with memory, from the moment it is requested:
+        volumes a host's pool keeps besides layers and image files (names are ids, so other
+        hosts' names do no harm)."""
+        ids = self.filter(includes_memory=True).values_list("pk", flat=True)
+        return {memory_volume_name(pk) for pk in ids}
+
+    def memory_paired_with(self, layer) -> bool:
+        """Whether a live snapshot's saved memory names the file of `layer` (which must then
+        keep its name)."""
+        return self.filter(layer=layer, includes_memory=True).exists()
+
 
 class Snapshot(models.Model):
     """The whole disk of a VM at one moment, kept as a read-only layer."""

@@ -26,7 +26,6 @@ from snapshots.models import (
     SnapshotKind,
     SnapshotOperationKind,
     SnapshotState,
-    memory_volume_name,
 )
 from snapshots.services import snapshot_forget
 from vms import hypervisor, layers
@@ -81,20 +80,6 @@ def memory_free(host: Host, volume: str) -> None:
 
 def memory_size(host: Host, volume: str) -> int:
     return hypervisor.volume_info(host.libvirt_uri, host.pool_name, volume).allocation
-
-
-def memory_volumes_kept(host: Host) -> set[str]:
-    """The memory files the reconciler must keep: those of every snapshot with memory, from
-    the moment it is requested (names are ids, so other hosts' names do no harm)."""
-    ids = Snapshot.objects.filter(includes_memory=True).values_list("pk", flat=True)
-    return {memory_volume_name(pk) for pk in ids}
-
-
-def memory_pairing(layer: Layer) -> str | None:
-    """Why a layer's file must keep its name: a live snapshot's saved memory names it."""
-    if Snapshot.objects.filter(layer=layer, includes_memory=True).exists():
-        return "a live snapshot's memory is paired with the layer above it."
-    return None
 
 
 def switch_to_new_layer(

@@ -4,7 +4,6 @@ from snapshots import browse_views, views
 
 urlpatterns = [
     path("snapshots/", views.snapshot_list, name="snapshot_list"),
-    path("vms/new/", views.vm_new, name="vm_new"),
     path("vms/<uuid:pk>/snapshot-dialogs/", views.vm_snapshot_dialogs, name="vm_snapshot_dialogs"),
     path("vms/<uuid:vm_pk>/snapshots/take/", views.snapshot_take, name="snapshot_take"),
     path("snapshots/<uuid:pk>/restore/", views.snapshot_restore, name="snapshot_restore"),

@@ -1,19 +1,16 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from core.access import get_owned_or_404
-from core.page_actions import attempt, attempt_on_form, back
+from core.page_actions import attempt, back
 from snapshots import page_links, services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import Snapshot, SnapshotState
 from snapshots.selectors import usage_for
-from vms import services as vm_services
-from vms.forms import VMCreateForm
-from vms.models import VM, Image, VMState
+from vms.models import VM
 
 PAGE_SIZE = 50
 
@@ -146,47 +143,6 @@ def snapshot_pin(request, pk):
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
-def vm_new(request):
-    """A new VM from an image or from one of the user's snapshots: this page lives here, above
-    vms, because it offers both."""
-    images = Image.objects.filter(is_public=True)
-    snapshots = Snapshot.objects.owned_by(request.user).filter(state=SnapshotState.READY)
-    initial = {}
-    if request.GET.get("snapshot"):
-        initial["source"] = f"snapshot:{request.GET['snapshot']}"
-    form = VMCreateForm(request.POST or None, images=images, snapshots=snapshots, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        kind, _, ref = data["source"].partition(":")
-
-        def create():
-            if kind == "snapshot":
-                return services.snapshot_new_vm(
-                    snapshot=get_owned_or_404(Snapshot.objects.owned_by(request.user), ref),
-                    user=request.user,
-                    name=data["name"],
-                    full_copy=data["full_copy"],
-                    vcpus=data["vcpus"],
-                    memory_mib=data["memory_mib"],
-                )
-            return vm_services.vm_create(
-                owner=request.user,
-                name=data["name"],
-                image=vm_services.image_for_new_vm(ref),
-                vcpus=data["vcpus"],
-                memory_mib=data["memory_mib"],
-                disk_gib=data["disk_gib"],
-            )
-
-        created, operation = attempt_on_form(form, create)
-        if created:
-            messages.success(request, f"Creating VM {data['name']!r}…")
-            return redirect("vm_detail", operation.vm_id)
-    return render(request, "vms/vm_new.html", {"form": form})
-
-
-@login_required
 @require_GET
 def vm_snapshot_dialogs(request, pk):
     """The dialogs of the VM page's snapshots, refreshed when an operation has ended."""
@@ -198,36 +154,3 @@ def vm_snapshot_dialogs(request, pk):
         .order_by("-created_at")
     )
     return render(request, "snapshots/_vm_dialogs.html", {"vm": vm, "snapshots": snapshots})
-
-
-# What snapshots add to the vms app's pages (registered in SnapshotsConfig.ready).
-
-
-def dashboard_part(request, vms) -> dict:
-    """The plan's usage line, and each VM's count of ready snapshots (`vm.snapshot_count`)."""
-    counts = dict(
-        Snapshot.objects.filter(source_vm__in=vms, state=SnapshotState.READY)
-        .values_list("source_vm")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for vm in vms:
-        vm.snapshot_count = counts.get(vm.pk, 0)
-    return {"usage": usage_for(request.user)}
-
-
-def vm_page_part(request, vm) -> dict:
-    """The VM's snapshots, whether one can be taken or restored now, and the plan's usage."""
-    snapshots = (
-        Snapshot.objects.owned_by(request.user)
-        .filter(source_vm=vm)
-        .select_related("parent", "source_vm")
-        .order_by("-created_at")
-    )
-    return {
-        "snapshots": snapshots,
-        # What services.snapshot_take and snapshot_restore ask of the VM.
-        "can_snapshot": vm.state in (VMState.RUNNING, VMState.STOPPED),
-        "usage": usage_for(request.user),
-        **page_links.context(),
-    }

@@ -51,7 +51,8 @@ def copy_of_the_code(tmp_path: Path) -> Path:
     [
         ("core", "operations"),
         ("accounts", "vms"),
-        ("vms", "snapshots"),
+        ("operations", "snapshots"),
+        ("vms", "sharing"),
         ("snapshots", "schedules"),
         ("schedules", "transfers"),
     ],
@@ -64,6 +65,16 @@ def test_an_upward_import_breaks_the_contract(tmp_path, lower, upper):
 
     assert result.returncode != 0
     assert f"{lower} is not allowed to import {upper}" in result.stdout
+
+
+@pytest.mark.parametrize(("one", "other"), [("vms", "snapshots"), ("snapshots", "vms")])
+def test_the_two_apps_of_the_domain_may_import_each_other(tmp_path, one, other):
+    code = copy_of_the_code(tmp_path)
+    (code / one / "sibling.py").write_text(f"import {other}.models  # noqa\n")
+
+    result = lint_imports(code)
+
+    assert result.returncode == 0, result.stdout
 
 
 @pytest.mark.parametrize(

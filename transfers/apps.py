@@ -7,15 +7,15 @@ class TransfersConfig(AppConfig):
 
     def ready(self):
         from operations import registry
-        from operations.services import schedule_register
+        from operations.services import periodic_task_register
         from snapshots import page_links
         from snapshots.selectors import usage_bytes_register
         from transfers import runners, selectors
         from transfers.models import TransferOperationKind as Kind
 
         for kind, run in ((Kind.EXPORT, runners.export_run), (Kind.IMPORT, runners.import_run)):
-            registry.register(kind, kind.label, run=run, repair=runners.transfer_operation_repair)
-        schedule_register("delete expired exports", "transfers.tasks.expire", minutes=10)
+            registry.register(kind, kind.label, job=run, repair=runners.transfer_operation_repair)
+        periodic_task_register("delete expired exports", "transfers.tasks.expire", minutes=10)
         usage_bytes_register(selectors.export_bytes_for)
         page_links.register(row=page_links.Link("Export", "snapshot_exports"))
         page_links.register(page=page_links.Link("Import a snapshot", "snapshot_import"))

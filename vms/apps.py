@@ -18,12 +18,16 @@ class VmsConfig(AppConfig):
         bootstrap.register(host, order=10)
         bootstrap.register(image, order=30)
         _register_operations()
-        from operations.services import schedule_register
+        from operations.services import periodic_task_register
 
-        schedule_register("flatten deep disk chains", "vms.tasks.flatten_deep_chains", minutes=10)
-        schedule_register("merge layers no snapshot needs", "vms.tasks.merge_layers", minutes=5)
-        schedule_register("reconcile", "vms.tasks.reconcile", minutes=5)
-        schedule_register("check hosts", "vms.tasks.check_hosts", minutes=1)
+        periodic_task_register(
+            "flatten deep disk chains", "vms.tasks.flatten_deep_chains", minutes=10
+        )
+        periodic_task_register(
+            "merge layers no snapshot needs", "vms.tasks.merge_layers", minutes=5
+        )
+        periodic_task_register("reconcile", "vms.tasks.reconcile", minutes=5)
+        periodic_task_register("check hosts", "vms.tasks.check_hosts", minutes=1)
 
 
 def _register_operations():
@@ -41,10 +45,10 @@ def _register_operations():
         (Kind.FLATTEN, runners.vm_flatten_run),
         (Kind.REPAIR, runners.vm_repair_run),
     ):
-        registry.register(kind, kind.label, run=run, repair=runners.vm_operation_repair)
+        registry.register(kind, kind.label, job=run, repair=runners.vm_operation_repair)
     registry.register(
-        Kind.MOVE, Kind.MOVE.label, run=runners.vm_move_run, repair=runners.vm_move_repair
+        Kind.MOVE, Kind.MOVE.label, job=runners.vm_move_run, repair=runners.vm_move_repair
     )
     registry.register(
-        Kind.MERGE, Kind.MERGE.label, run=runners.layer_merge_run, repair=runners.layer_merge_repair
+        Kind.MERGE, Kind.MERGE.label, job=runners.layer_merge_run, repair=runners.layer_merge_repair
     )

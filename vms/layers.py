@@ -13,13 +13,13 @@ chains stay as short as the snapshots kept: see `layer_merge`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from core.errors import InvalidState
+from snapshots.models import Snapshot
 from vms import hypervisor
 from vms.models import VM, Host, Layer, LayerCopy, LayerCopyState, LayerState
 
@@ -141,14 +141,6 @@ def layer_release(layer_id) -> list:
 # --- Merging a layer into the one layer built on it ---------------------------------------------
 
 RUNNING = ("running", "paused")
-
-# Functions of the apps above that say why a layer's file must keep its name (a snapshot's saved
-# memory names the disk file it was paired with): (layer) -> a reason, or None.
-_FILE_NAME_KEEPERS: list[Callable[[Layer], str | None]] = []
-
-
-def file_name_keeper_register(reason: Callable[[Layer], str | None]) -> None:
-    _FILE_NAME_KEEPERS.append(reason)
 
 
 def _references(layer_model=Layer):
@@ -311,10 +303,8 @@ def _why_not_commit(child: Layer, running: list) -> str | None:
         return "several running VMs read the layer above it."
     if child.children.count() != 1:
         return "the layer above it has several layers built on it."
-    for reason in _FILE_NAME_KEEPERS:
-        found = reason(child)
-        if found:
-            return found
+    if Snapshot.objects.memory_paired_with(child):
+        return "a live snapshot's memory is paired with the layer above it."
     return None
 
 

@@ -1,10 +1,11 @@
-"""What the apps built on vms add to its pages.
+"""What the features built on the domain (schedules, sharing, transfers) add to the machine
+pages: a plug-in point, since the domain imports no feature above it.
 
-vms imports no app above it, yet the dashboard and a VM's page also show what those apps keep
-about a VM (snapshots, the plan's usage). Such an app registers a part here from its
-`AppConfig.ready`; the VM views ask every registered part for its context and render it with
-their own. A part adds keys to the context and may set attributes on the VMs it is given; the
-key `sections` lists templates the VM page includes below its snapshots, in registration order.
+The dashboard and a VM's page also show what such a feature keeps about a VM (its snapshot
+policy). The feature registers a part here from its `AppConfig.ready`; the VM views ask every
+registered part for its context and render it with their own. A part adds keys to the context
+and may set attributes on the VMs it is given; the key `sections` lists templates the VM page
+includes below its snapshots, in registration order.
 """
 
 from __future__ import annotations

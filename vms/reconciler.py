@@ -18,7 +18,6 @@ through `vms.layers.layer_release`, which checks exactly that under a row lock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -32,28 +31,17 @@ from operations.models import (
     ReconcileRun,
 )
 from operations.services import operations_expire, operations_resend
+from snapshots.models import Snapshot
 from vms import hypervisor, layers
 from vms.models import VM, Host, HostState, Image, Layer, LayerState, VMState
 
 logger = logging.getLogger(__name__)
 
-# Volumes that apps above keep in a host's pool besides layers and image files (a snapshot's
-# memory file), each named by a function of the host; registered in the apps' AppConfig.ready.
-# The reconciler removes no volume one of them names.
-_VOLUME_KEEPERS: list[Callable[[Host], set[str]]] = []
-
-
-def volume_keeper_register(names: Callable[[Host], set[str]]) -> None:
-    if names not in _VOLUME_KEEPERS:
-        _VOLUME_KEEPERS.append(names)
-
 
 def volumes_kept(host: Host) -> set[str]:
-    """The volumes of `host`'s pool that are neither layers nor image files but still needed."""
-    kept: set[str] = set()
-    for names in _VOLUME_KEEPERS:
-        kept |= names(host)
-    return kept
+    """The volumes of `host`'s pool that are neither layers nor image files but still needed:
+    the snapshots' memory files."""
+    return Snapshot.objects.memory_volume_names()
 
 
 @dataclass

@@ -2,19 +2,23 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.access import get_owned_or_404
 from core.errors import ServiceError
-from core.page_actions import attempt
+from core.page_actions import attempt, attempt_on_form
 from core.views import not_found
 from operations.models import Operation
+from snapshots import page_links
+from snapshots import services as snapshot_services
+from snapshots.models import Snapshot, SnapshotState
+from snapshots.selectors import usage_for
 from vms import page_parts, services
-from vms.forms import ConsoleLineForm
-from vms.models import VM, VMOperationKind, VMState
+from vms.forms import ConsoleLineForm, VMCreateForm
+from vms.models import VM, Image, VMOperationKind, VMState
 
 PAGE_SIZE = 50
 
@@ -43,6 +47,7 @@ def dashboard(request):
         "vms": on_page,
         "page": page,
         "busy": busy,
+        **_snapshots_on_dashboard(request, on_page),
         **page_parts.dashboard_context(request, on_page),
     }
     if request.headers.get("HX-Request"):
@@ -65,8 +70,79 @@ def _vm_context(request, vm):
         # The page watches the VM while something happens to it.
         "polling": operation is not None or vm.state == VMState.CREATING,
         "last_operation": recent.order_by("-created_at").first(),
+        **_snapshots_on_vm_page(request, vm),
         **page_parts.vm_page_context(request, vm),
     }
+
+
+def _snapshots_on_dashboard(request, vms) -> dict:
+    """The plan's usage line, and each VM's count of ready snapshots (`vm.snapshot_count`)."""
+    counts = dict(
+        Snapshot.objects.filter(source_vm__in=vms, state=SnapshotState.READY)
+        .values_list("source_vm")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for vm in vms:
+        vm.snapshot_count = counts.get(vm.pk, 0)
+    return {"usage": usage_for(request.user)}
+
+
+def _snapshots_on_vm_page(request, vm) -> dict:
+    """The VM's snapshots, whether one can be taken or restored now, and the plan's usage."""
+    snapshots = (
+        Snapshot.objects.owned_by(request.user)
+        .filter(source_vm=vm)
+        .select_related("parent", "source_vm")
+        .order_by("-created_at")
+    )
+    return {
+        "snapshots": snapshots,
+        # What services.snapshot_take and snapshot_restore ask of the VM.
+        "can_snapshot": vm.state in (VMState.RUNNING, VMState.STOPPED),
+        "usage": usage_for(request.user),
+        **page_links.context(),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def vm_new(request):
+    """A new VM from an image or from one of the user's snapshots."""
+    images = Image.objects.filter(is_public=True)
+    snapshots = Snapshot.objects.owned_by(request.user).filter(state=SnapshotState.READY)
+    initial = {}
+    if request.GET.get("snapshot"):
+        initial["source"] = f"snapshot:{request.GET['snapshot']}"
+    form = VMCreateForm(request.POST or None, images=images, snapshots=snapshots, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        kind, _, ref = data["source"].partition(":")
+
+        def create():
+            if kind == "snapshot":
+                return snapshot_services.snapshot_new_vm(
+                    snapshot=get_owned_or_404(Snapshot.objects.owned_by(request.user), ref),
+                    user=request.user,
+                    name=data["name"],
+                    full_copy=data["full_copy"],
+                    vcpus=data["vcpus"],
+                    memory_mib=data["memory_mib"],
+                )
+            return services.vm_create(
+                owner=request.user,
+                name=data["name"],
+                image=services.image_for_new_vm(ref),
+                vcpus=data["vcpus"],
+                memory_mib=data["memory_mib"],
+                disk_gib=data["disk_gib"],
+            )
+
+        created, operation = attempt_on_form(form, create)
+        if created:
+            messages.success(request, f"Creating VM {data['name']!r}…")
+            return redirect("vm_detail", operation.vm_id)
+    return render(request, "vms/vm_new.html", {"form": form})
 
 
 @login_required

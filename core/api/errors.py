@@ -37,22 +37,11 @@ def _fields(detail) -> dict:
     return {"non_field_errors": [str(item) for item in detail]}
 
 
-# How the operation holding a busy VM is shown: set by the operations app (its serializer).
-_busy_operation_body = None
-
-
-def register_busy_operation_body(render) -> None:
-    """`render(operation, context) -> dict`, the body of the operation a 409 names."""
-    global _busy_operation_body
-    _busy_operation_body = render
-
-
 def exception_handler(exc, context):
+    """The API's answer to every error, in one shape (`operations.api.errors` adds the
+    operation a "busy" answer names)."""
     if isinstance(exc, Busy):
-        operation = None
-        if exc.operation is not None and _busy_operation_body is not None:
-            operation = _busy_operation_body(exc.operation, context)
-        return Response(error_body("busy", exc.message, operation=operation), status=409)
+        return Response(error_body("busy", exc.message, operation=None), status=409)
     if isinstance(exc, RateLimited):
         return Response(error_body("throttled", exc.message), status=429)
     if isinstance(exc, LimitExceeded):

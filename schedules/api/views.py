@@ -1,23 +1,34 @@
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as BadRequest
 from rest_framework.response import Response
 
-from core.api.schema import ERRORS_READ, ERRORS_WRITE
+from core.access import get_owned_or_404
+from core.api.schema import ERRORS_READ, ERRORS_WRITE, IdSchema
 from schedules import services
 from schedules.api.serializers import PolicySerializer, PolicyWriteSerializer
 from schedules.models import SnapshotPolicy
-from snapshots.api.views import VMWithSnapshotsViewSet
+from vms.api.views import VMViewSet
+from vms.models import VM
 
 NO_POLICY = "This VM has no snapshot policy."
 
 
-# The VM resource as the API serves it: what vms and snapshots give it, and the snapshot policy
-# this app adds (`/api/vms/{id}/policy/`). Its description is VMViewSet's.
-class VMWithPolicyViewSet(VMWithSnapshotsViewSet):
+class VMPolicyViewSet(viewsets.GenericViewSet):
+    """What this feature adds to the VM resource: its snapshot policy, `/api/vms/{id}/policy/`
+    (registered on the same prefix as the VMs, after them)."""
+
+    queryset = VM.objects.none()
+    lookup_value_regex = VMViewSet.lookup_value_regex
+    schema = IdSchema()
+
+    def get_object(self):
+        queryset = VM.objects.owned_by(self.request.user)
+        return get_owned_or_404(queryset, self.kwargs["pk"])
+
     @extend_schema(methods=["GET"], request=None, responses={200: PolicySerializer, **ERRORS_READ})
     @extend_schema(
         methods=["PUT"],

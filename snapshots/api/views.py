@@ -14,7 +14,6 @@ from snapshots import services
 from snapshots.api.serializers import (
     MeSerializer,
     PlanSerializer,
-    SnapshotCreateSerializer,
     SnapshotNewVMSerializer,
     SnapshotRestoreSerializer,
     SnapshotSerializer,
@@ -22,7 +21,6 @@ from snapshots.api.serializers import (
 )
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
-from vms.api.views import VMViewSet
 from vms.models import VM
 
 ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
@@ -113,29 +111,6 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             user=request.user,
             idempotency_key=key_of(request),
             **serializer.validated_data,
-        )
-        return accepted(operation, request)
-
-
-# The VM resource as the API serves it: the vms app's actions, and the one this app adds
-# (taking a snapshot), since vms knows nothing of snapshots. Its description is VMViewSet's.
-class VMWithSnapshotsViewSet(VMViewSet):
-    @extend_schema(request=SnapshotCreateSerializer, responses=ACCEPTED)
-    @action(detail=True, methods=["post"], url_path="snapshots")
-    @idempotent
-    def take_snapshot(self, request, pk=None):
-        """Take a snapshot of the VM's whole disk, running or stopped."""
-        vm = self.get_object()
-        serializer = SnapshotCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        operation = services.snapshot_take(
-            vm=vm,
-            user=request.user,
-            name=data["name"],
-            description=data["description"],
-            include_memory=data["include_memory"],
-            idempotency_key=key_of(request),
         )
         return accepted(operation, request)
 

@@ -127,7 +127,7 @@ def test_a_long_operation_keeps_its_lease_while_its_worker_lives(
         return {}
 
     stop = registry.registered(VMOperationKind.STOP)
-    monkeypatch.setitem(registry._TYPES, stop.kind, dataclasses.replace(stop, run=slow_runner))
+    monkeypatch.setitem(registry._TYPES, stop.kind, dataclasses.replace(stop, job=slow_runner))
     operation = queued(vm)
     operation_run(operation.id)
     operation.refresh_from_db()

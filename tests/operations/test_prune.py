@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from operations.models import IdempotentRequest, OrphanSighting, ReconcileRun, WorkerHeartbeat
-from operations.services import SCHEDULES, records_prune
+from operations.services import PERIODIC_TASKS, records_prune
 from tests.factories import host_row
 
 
@@ -33,4 +33,4 @@ def test_records_older_than_their_retention_are_deleted_and_newer_ones_kept(alic
 
 
 def test_pruning_is_scheduled():
-    assert SCHEDULES["prune old records"][0] == "operations.tasks.prune"
+    assert PERIODIC_TASKS["prune old records"][0] == "operations.tasks.prune"

@@ -191,7 +191,7 @@ def test_an_unexpected_error_shows_the_projects_page_without_a_traceback(
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("snapshots.views.usage_for", explode)
+    monkeypatch.setattr("vms.views.usage_for", explode)
     response = client.get("/")
     assert response.status_code == 500
     body = response.content.decode()

@@ -9,6 +9,8 @@ from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
 from operations.api.idempotency import idempotent, key_of
 from operations.api.responses import accepted
 from operations.api.serializers import OperationSerializer
+from snapshots import services as snapshot_services
+from snapshots.api.serializers import SnapshotCreateSerializer
 from vms import services
 from vms.api.serializers import (
     ConsoleInputSerializer,
@@ -156,6 +158,23 @@ class VMViewSet(
         data = _valid(ConsoleInputSerializer, request)
         services.console_send(vm=vm, user=request.user, line=data["line"])
         return Response({"detail": "The line is being typed in."}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=SnapshotCreateSerializer, responses=ACCEPTED)
+    @action(detail=True, methods=["post"], url_path="snapshots")
+    @idempotent
+    def take_snapshot(self, request, pk=None):
+        """Take a snapshot of the VM's whole disk, running or stopped."""
+        vm = self.get_object()
+        data = _valid(SnapshotCreateSerializer, request)
+        operation = snapshot_services.snapshot_take(
+            vm=vm,
+            user=request.user,
+            name=data["name"],
+            description=data["description"],
+            include_memory=data["include_memory"],
+            idempotency_key=key_of(request),
+        )
+        return accepted(operation, request)
 
 
 @extend_schema_view(
