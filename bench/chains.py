@@ -35,12 +35,11 @@ WORKING_SET_MIB = 40
 
 def chain_depth(host, volume_name: str) -> int:
     """Layers in the chain, read from the files (each one's backing path), not the database."""
-    from vms import hypervisor
 
     depth, name = 0, volume_name
     while name:
         depth += 1
-        backing = hypervisor.volume_info(host.libvirt_uri, host.pool_name, name).backing_path
+        backing = host.hypervisor.volume_info(host.pool_name, name).backing_path
         name = Path(backing).name if backing else None
     return depth
 
@@ -48,7 +47,6 @@ def chain_depth(host, volume_name: str) -> int:
 def disk_used(vm) -> tuple[int, int]:
     """Layers under the VM's disk and its snapshots, but the image's, and the bytes they take."""
     from snapshots.models import Snapshot
-    from vms import hypervisor
     from vms.models import Layer
 
     tops = [
@@ -63,7 +61,7 @@ def disk_used(vm) -> tuple[int, int]:
     seen.discard(vm.image.layer_id)
     host = vm.host
     used = sum(
-        hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer.volume_name).allocation
+        host.hypervisor.volume_info(host.pool_name, layer.volume_name).allocation
         for layer in Layer.objects.filter(pk__in=seen)
     )
     return len(seen), used

@@ -37,7 +37,6 @@ class Lab:
         from django_q.conf import Conf
 
         from accounts.models import Plan, User
-        from vms import hypervisor
         from vms.image_upload import image_build_busybox
         from vms.models import VM, Image
         from vms.services import host_ensure_default
@@ -58,7 +57,7 @@ class Lab:
         )
         self.user, _ = User.objects.update_or_create(username="bench", defaults={"plan": plan})
         for leftover in VM.objects.filter(owner=self.user):
-            hypervisor.domain_undefine(self.host.libvirt_uri, leftover.domain_uuid)
+            self.host.hypervisor.domain_undefine(leftover.domain_uuid)
 
     def vm(self, name: str, disk_gib: int = 4):
         from vms.models import VM
@@ -83,12 +82,10 @@ class Lab:
 
     def run(self, vm, command: str, timeout: float = 600) -> str:
         """Run a shell command in the guest (through its console) and return its output."""
-        from vms import hypervisor
         from vms.services import console_read
 
         marker = f"{time.time_ns()}"
-        hypervisor.console_send(
-            vm.host.libvirt_uri,
+        vm.host.hypervisor.console_send(
             vm.domain_uuid,
             f'echo @B""{marker}@; {command}; echo @E""{marker}@\n'.encode(),
         )

@@ -1,8 +1,8 @@
 """Seeding another host: a layer streamed from one libvirtd's pool into another's through
-`vms.hypervisor.volume_transfer` (what a VM placed on a host without its snapshot's layers
-waits for), beside two baselines measured in the same run: the same stream sending every byte
-(no sparse streams), and `cp --sparse=always` of the same file on this machine's disk (no
-libvirt, no network: the floor).
+`Hypervisor.volume_transfer` (what a VM placed on a host without its snapshot's layers waits
+for), beside two baselines measured in the same run: the same stream sending every byte (no
+sparse streams), and `cp --sparse=always` of the same file on this machine's disk (no libvirt,
+no network: the floor).
 
 The second host is the tests' second libvirtd (`tests/second_host.py`: an unprivileged session
 daemon over qemu+tcp on 127.0.0.1, its pool folder at the same path in a mount namespace of its
@@ -63,35 +63,34 @@ def host_seeding(repeats: int = 3) -> dict:
     from tests import second_host
     from vms import hypervisor
 
-    uri_a = settings.LIBVIRT_URI
+    a = hypervisor.Hypervisor(settings.LIBVIRT_URI)
     base = Path(settings.STORAGE_DIR) / "bench-hosts"
     pool_path = str(base / "pool")
     base.mkdir(parents=True, exist_ok=True)
-    hypervisor.pool_ensure(uri_a, POOL, pool_path)
+    a.pool_ensure(POOL, pool_path)
     results = {"repeats": repeats, "rows": []}
     with second_host.running(base) as b, tempfile.TemporaryDirectory() as work:
-        hypervisor.pool_ensure(b.uri, POOL, pool_path)
+        on_b = hypervisor.Hypervisor(b.uri)
+        on_b.pool_ensure(POOL, pool_path)
         try:
             for data_mib in SIZES_MIB:
                 files = _make_files(Path(work), data_mib)
                 for name, local in files.items():
-                    hypervisor.volume_delete(uri_a, POOL, name)
+                    a.volume_delete(POOL, name)
                     # Into A's pool as the file is, holes kept (A is this machine).
                     subprocess.run(
                         ["cp", "--sparse=always", str(local), str(Path(pool_path) / name)],
                         check=True,
                     )
-                    hypervisor.pool_refresh(uri_a, POOL)
+                    a.pool_refresh(POOL)
                     row = {"volume": name, "data_mib": data_mib, "virtual": VIRTUAL}
                     # The sparse stream last, so that what B stores is what it leaves.
                     for label, sparse in (("every_byte_s", False), ("sparse_s", True)):
                         times = []
                         for _ in range(repeats):
-                            hypervisor.volume_delete(b.uri, POOL, name)
+                            on_b.volume_delete(POOL, name)
                             start = time.perf_counter()
-                            hypervisor.volume_transfer(
-                                uri_a, POOL, b.uri, POOL, name, sparse=sparse
-                            )
+                            a.volume_transfer(POOL, on_b, POOL, name, sparse=sparse)
                             times.append(time.perf_counter() - start)
                         row[label] = median(times)
                     copied = Path(b.outside(pool_path)) / name
@@ -114,12 +113,12 @@ def host_seeding(repeats: int = 3) -> dict:
                         f"{row['local_cp_s']:.2f} s; {row['stored_mib']:.0f} MiB stored on B",
                         flush=True,
                     )
-                    hypervisor.volume_delete(uri_a, POOL, name)
-                    hypervisor.volume_delete(b.uri, POOL, name)
+                    a.volume_delete(POOL, name)
+                    on_b.volume_delete(POOL, name)
                     local.unlink()
         finally:
-            hypervisor.pool_remove(b.uri, POOL)
-    hypervisor.pool_remove(uri_a, POOL)
+            on_b.pool_remove(POOL)
+    a.pool_remove(POOL)
     shutil.rmtree(base, ignore_errors=True)
     return results
 

@@ -25,16 +25,15 @@ from bench.guests import MAX_GAP, PAUSE_LOOP, Lab, _ok, _timed
 def _paused_seconds(vm, action) -> tuple[float, float]:
     """Run `action` while a thread polls the domain's state; returns (seconds the domain was
     seen paused, seconds `action` took)."""
-    from vms import hypervisor
 
-    uri, domain = vm.host.libvirt_uri, vm.domain_uuid
+    host, domain = vm.host.hypervisor, vm.domain_uuid
     done = threading.Event()
     paused = [0.0]
 
     def poll():
         last, since = None, 0.0
         while not done.is_set():
-            state = hypervisor.domain_state(uri, domain)
+            state = host.domain_state(domain)
             now = time.perf_counter()
             if state == "paused" and last != "paused":
                 since = now
@@ -69,7 +68,7 @@ def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None)
     """Seconds from `start` until the guest answers a command typed on its console. With
     `boots_before`, first wait for the guest to have booted once more (typing before its shell
     is up would be lost)."""
-    from vms import hypervisor, image_build
+    from vms import image_build
     from vms.services import console_read
 
     if boots_before is not None:
@@ -77,9 +76,7 @@ def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None)
             time.sleep(0.05)
     marker = f"{time.time_ns()}"
     line = f'echo @A""{marker}@\n'.encode()
-    sender = threading.Thread(
-        target=hypervisor.console_send, args=(vm.host.libvirt_uri, vm.domain_uuid, line)
-    )
+    sender = threading.Thread(target=vm.host.hypervisor.console_send, args=(vm.domain_uuid, line))
     sender.start()
     deadline = time.monotonic() + 120
     while f"@A{marker}@" not in console_read(vm=vm, max_bytes=10**5):

@@ -41,7 +41,7 @@ def _vm(operation: Operation) -> VM:
 
 
 def _running(vm: VM) -> bool:
-    return hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "running"
+    return vm.host.hypervisor.domain_state(vm.domain_uuid) == "running"
 
 
 def snapshot_take_run(operation: Operation) -> dict:
@@ -75,11 +75,11 @@ def snapshot_take_run(operation: Operation) -> dict:
 
 def memory_free(host: Host, volume: str) -> None:
     """Delete a memory file (already gone is fine)."""
-    hypervisor.volume_delete(host.libvirt_uri, host.pool_name, volume)
+    host.hypervisor.volume_delete(host.pool_name, volume)
 
 
 def memory_size(host: Host, volume: str) -> int:
-    return hypervisor.volume_info(host.libvirt_uri, host.pool_name, volume).allocation
+    return host.hypervisor.volume_info(host.pool_name, volume).allocation
 
 
 def switch_to_new_layer(
@@ -92,7 +92,6 @@ def switch_to_new_layer(
     the guest's file systems were quiesced.
     """
     old = vm.active_layer
-    uri = vm.host.libvirt_uri
     operation_report(operation, progress=20, message="Preparing a new disk layer")
     new = layers.layer_create(host=vm.host, parent=old, virtual_size=old.virtual_size)
     quiesced = False
@@ -106,12 +105,11 @@ def switch_to_new_layer(
         if memory_volume:
             # Made through the storage API, so that the pool knows it (and a remote host works);
             # libvirt then writes the memory into it.
-            memory = hypervisor.volume_create(
-                uri, vm.host.pool_name, memory_volume, capacity=0, fmt="raw"
+            memory = vm.host.hypervisor.volume_create(
+                vm.host.pool_name, memory_volume, capacity=0, fmt="raw"
             )
             operation_report(operation, progress=40, message="Saving the memory and the disk")
-            hypervisor.domain_snapshot_disk(
-                uri,
+            vm.host.hypervisor.domain_snapshot_disk(
                 vm.domain_uuid,
                 layers.layer_path(new),
                 quiesce=False,
@@ -119,14 +117,14 @@ def switch_to_new_layer(
             )
             failpoint("snapshot.take.switched")
         elif running:
-            quiesced = hypervisor.domain_agent_connected(uri, vm.domain_uuid)
+            quiesced = vm.host.hypervisor.domain_agent_connected(vm.domain_uuid)
             operation_report(
                 operation,
                 progress=50,
                 message="Freezing the disk" + (" (file systems quiesced)" if quiesced else ""),
             )
-            hypervisor.domain_snapshot_disk(
-                uri, vm.domain_uuid, layers.layer_path(new), quiesce=quiesced
+            vm.host.hypervisor.domain_snapshot_disk(
+                vm.domain_uuid, layers.layer_path(new), quiesce=quiesced
             )
             failpoint("snapshot.take.switched")
     except BaseException:
@@ -150,7 +148,6 @@ def snapshot_restore_run(operation: Operation) -> dict:
     )
     if snapshot is None or snapshot.layer is None:
         raise OperationFailed("The snapshot was deleted before it could be restored.")
-    uri = vm.host.libvirt_uri
     # Decided with the request: only onto the VM the memory was saved from.
     memory = bool(operation.params.get("memory")) and snapshot.includes_memory
     was_running = _running(vm)
@@ -159,7 +156,7 @@ def snapshot_restore_run(operation: Operation) -> dict:
     )
     if was_running:
         operation_report(operation, progress=10, message="Stopping the VM")
-        hypervisor.domain_destroy(uri, vm.domain_uuid)
+        vm.host.hypervisor.domain_destroy(vm.domain_uuid)
     operation_report(operation, progress=30, message="Keeping the current disk for undo")
     old = vm.active_layer
     with transaction.atomic():
@@ -198,7 +195,7 @@ def snapshot_restore_run(operation: Operation) -> dict:
         memory_resume(vm, snapshot, new)
     elif was_running:
         operation_report(operation, progress=85, message="Booting")
-        hypervisor.domain_start(uri, vm.domain_uuid)
+        vm.host.hypervisor.domain_start(vm.domain_uuid)
     vm_sync_state(vm)
     return {"undo_snapshot": str(undo.pk), "memory": memory}
 
@@ -214,22 +211,17 @@ def memory_resume(vm: VM, snapshot: Snapshot, new: Layer) -> None:
     # The memory file stays on the host the snapshot was taken on; a VM moved since resumes from
     # a copy on its new host, deleted once read (QEMU has it all in memory then).
     saved_on = snapshot.layer.host
-    copied = saved_on.pk != host.pk and snapshot.memory_volume not in hypervisor.volume_names(
-        host.libvirt_uri, host.pool_name
+    copied = saved_on.pk != host.pk and snapshot.memory_volume not in host.hypervisor.volume_names(
+        host.pool_name
     )
     if copied:
-        hypervisor.volume_transfer(
-            saved_on.libvirt_uri,
-            saved_on.pool_name,
-            host.libvirt_uri,
-            host.pool_name,
-            snapshot.memory_volume,
+        saved_on.hypervisor.volume_transfer(
+            saved_on.pool_name, host.hypervisor, host.pool_name, snapshot.memory_volume
         )
     try:
-        hypervisor.domain_restore_memory(
-            host.libvirt_uri,
+        host.hypervisor.domain_restore_memory(
             vm.domain_uuid,
-            hypervisor.volume_info(host.libvirt_uri, host.pool_name, snapshot.memory_volume).path,
+            host.hypervisor.volume_info(host.pool_name, snapshot.memory_volume).path,
             saved_disk_path=layers.layer_path(snapshot.layer, host),
             disk_path=layers.layer_path(new),
         )
@@ -299,7 +291,7 @@ def _recover_take(operation: Operation, vm: VM | None) -> str:
         return "The snapshot was not taken."
     live_path = None
     if _running(vm):
-        live_path = hypervisor.domain_disk_path(vm.host.libvirt_uri, vm.domain_uuid)
+        live_path = vm.host.hypervisor.domain_disk_path(vm.domain_uuid)
     # Did the disk already switch onto a new layer built on the active one? Then roll forward.
     switched = (
         Layer.objects.filter(parent=vm.active_layer)
@@ -356,7 +348,7 @@ def _recover_restore(operation: Operation, vm: VM) -> str:
         ).delete()
         message = "The restore had not switched the disk; the VM keeps its disk."
     if operation.params.get("was_running") and not _running(vm):
-        hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+        vm.host.hypervisor.domain_start(vm.domain_uuid)
     return f"{message} {vm_sync_state(vm)}"
 
 
@@ -373,7 +365,7 @@ def _recover_memory_resume(operation: Operation, vm: VM) -> str:
     if usable and layers.layer_unwritten(vm.active_layer):
         memory_resume(vm, snapshot, vm.active_layer)
         return "The saved memory was resumed."
-    hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+    vm.host.hypervisor.domain_start(vm.domain_uuid)
     return (
         "The VM booted from the snapshot's disk (its saved memory could not be resumed); "
         "restore the snapshot again to resume its programs."

@@ -170,6 +170,25 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "c
         time.sleep(interval)
 
 
+@pytest.fixture
+def fake_hosts(monkeypatch):
+    """Every host's `hypervisor` is an in-memory `FakeHypervisor`, one per URI, made on first
+    use: `fake_hosts[uri]` is the fake behind the hosts with that URI. For rule tests that check
+    what the service asks of a host (and what it does when the host fails), not what libvirt
+    does; `tests/hypervisor/` holds the fake to libvirt's behaviour."""
+    from vms.hypervisor.fake import FakeHypervisor
+    from vms.models import Host
+
+    class FakeHosts(dict):
+        def __missing__(self, uri: str) -> FakeHypervisor:
+            self[uri] = FakeHypervisor(uri)
+            return self[uri]
+
+    fakes = FakeHosts()
+    monkeypatch.setattr(Host, "hypervisor", property(lambda host: fakes[host.libvirt_uri]))
+    return fakes
+
+
 @pytest.fixture(scope="session")
 def test_pool():
     """A storage pool and console folder of this test run's own, removed afterwards.
@@ -194,16 +213,17 @@ def test_pool():
         "pool_path": str(base / "pool"),
         "console_dir": str(base / "console"),
     }
-    hypervisor.pool_ensure(uri, name, config["pool_path"])
-    hypervisor.pool_ensure(uri, f"{name}-console", config["console_dir"])
+    local = hypervisor.Hypervisor(uri)
+    local.pool_ensure(name, config["pool_path"])
+    local.pool_ensure(f"{name}-console", config["console_dir"])
     guests_network = _guests_network_of_our_own(uri, name)
     yield config
-    for record in hypervisor.domains(uri):
+    for record in local.domains():
         if record.metadata.get("pool") == name:
-            hypervisor.domain_undefine(uri, record.uuid)
-    hypervisor.pool_remove(uri, name)
-    hypervisor.pool_remove(uri, f"{name}-console")
-    hypervisor.network_remove(uri, network.network_spec())
+            local.domain_undefine(record.uuid)
+    local.pool_remove(name)
+    local.pool_remove(f"{name}-console")
+    local.network_remove(network.network_spec())
     guests_network.disable()
     shutil.rmtree(base, ignore_errors=True)
 
@@ -228,7 +248,7 @@ def _guests_network_of_our_own(uri: str, name: str):
             network.host_network_ensure(Host(name="tests", libvirt_uri=uri))
         except hypervisor.HypervisorError:
             # Most likely the subnet is in use by another network: try another.
-            hypervisor.network_remove(uri, network.network_spec())
+            hypervisor.Hypervisor(uri).network_remove(network.network_spec())
             ours.disable()
             continue
         return ours
@@ -272,23 +292,23 @@ def host(db, test_pool):
     from vms.selectors import DEFAULT_HOST_NAME
 
     yield Host.objects.create(name=DEFAULT_HOST_NAME, **test_pool)
-    uri, pool = test_pool["libvirt_uri"], test_pool["pool_name"]
+    local, pool = hypervisor.Hypervisor(test_pool["libvirt_uri"]), test_pool["pool_name"]
     # Guests a test left running would slow down the next ones.
-    for record in hypervisor.domains(uri):
+    for record in local.domains():
         if record.metadata.get("pool") == pool:
-            hypervisor.domain_undefine(uri, record.uuid)
+            local.domain_undefine(record.uuid)
     # Layers are built on each other: delete the ones nothing is built on first.
     for _ in range(50):
-        names = set(hypervisor.volume_names(uri, pool)) - SHARED_VOLUMES
+        names = set(local.volume_names(pool)) - SHARED_VOLUMES
         if not names:
             break
         parents = set()
         for name in names:
-            backing = hypervisor.volume_info(uri, pool, name).backing_path
+            backing = local.volume_info(pool, name).backing_path
             if backing:
                 parents.add(backing.rsplit("/", 1)[-1])
         for name in names - parents:
-            hypervisor.volume_delete(uri, pool, name)
+            local.volume_delete(pool, name)
 
 
 # The volumes of the image uploaded once per run, kept between tests.
@@ -326,14 +346,13 @@ def image_files(test_pool, guest_files):
 def image(host, image_files, guest_files):
     """The busybox image, registered on the test host (uploaded again only if a test deleted
     its volumes)."""
-    from vms import hypervisor
     from vms.image_upload import image_record, image_upload, image_volumes
 
     layer_id = image_files
-    present = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    present = set(host.hypervisor.volume_names(host.pool_name))
     if not set(image_volumes(layer_id)) <= present:
         for name in image_volumes(layer_id):
-            hypervisor.volume_delete(host.libvirt_uri, host.pool_name, name)
+            host.hypervisor.volume_delete(host.pool_name, name)
         layer_id = image_upload(host=host, files=guest_files)
         SHARED_VOLUMES.update(image_volumes(layer_id))
     return image_record(

@@ -153,6 +153,13 @@ class SecondHost:
         return f"qemu+tcp://127.0.0.1:{self.port}/session"
 
     @property
+    def hypervisor(self):
+        """The libvirt adapter for this host, as `Host.hypervisor` gives it for a host row."""
+        from vms.hypervisor import Hypervisor
+
+        return Hypervisor(self.uri)
+
+    @property
     def private_dir(self) -> Path:
         """What `shadow_dir` shows inside the host's namespace, as seen from outside."""
         return self.base / "shadow"

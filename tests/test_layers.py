@@ -34,7 +34,7 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
 def test_the_contracts_hold():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 2 kept, 0 broken." in result.stdout
+    assert "Contracts: 3 kept, 0 broken." in result.stdout
 
 
 def copy_of_the_code(tmp_path: Path) -> Path:
@@ -88,3 +88,16 @@ def test_the_disk_reader_importing_django_or_an_app_breaks_its_contract(tmp_path
 
     assert result.returncode != 0
     assert f"diskread is not allowed to import {module.split('.')[0]}" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["django.db", "vms.models", "operations.models"])
+def test_the_hypervisor_adapter_importing_django_or_the_domain_breaks_its_contract(
+    tmp_path, module
+):
+    code = copy_of_the_code(tmp_path)
+    (code / "vms" / "hypervisor" / "adapted.py").write_text(f"import {module}  # noqa\n")
+
+    result = lint_imports(code)
+
+    assert result.returncode != 0
+    assert "vms.hypervisor is not allowed to import" in result.stdout

@@ -148,7 +148,7 @@ def _upload(operation: Operation, path) -> Layer:
     if not path.is_file():
         raise OperationFailed("The uploaded image is gone; upload it again.")
     host = Host.objects.get(pk=operation.params["host"])
-    uri, pool = host.libvirt_uri, host.pool_name
+    pool = host.pool_name
     operation_report(operation, progress=30, message="Copying the disk into storage")
     # Recorded first (creating), so that the reconciler takes the volume for one of ours.
     layer = Layer.objects.create(
@@ -158,11 +158,11 @@ def _upload(operation: Operation, path) -> Layer:
         params={**operation.params, "layer": str(layer.pk)}
     )
     try:
-        info = hypervisor.volume_upload(uri, pool, layer.volume_name, str(path))
+        info = host.hypervisor.volume_upload(pool, layer.volume_name, str(path))
         if info.backing_path:  # the file was written by the service: it never names one
             raise OperationFailed("The imported disk names a backing file; it was refused.")
     except BaseException:
-        hypervisor.volume_delete(uri, pool, layer.volume_name)
+        host.hypervisor.volume_delete(pool, layer.volume_name)
         layer.delete()
         raise
     with transaction.atomic():
@@ -191,6 +191,6 @@ def transfer_operation_repair(operation: Operation) -> str:
     snapshot.delete()
     layer = Layer.objects.select_related("host").filter(pk=layer_id).first() if layer_id else None
     if layer is not None and not layer.snapshots.exists():
-        hypervisor.volume_delete(layer.host.libvirt_uri, layer.host.pool_name, layer.volume_name)
+        layer.host.hypervisor.volume_delete(layer.host.pool_name, layer.volume_name)
         layer.delete()
     return "The import was not finished; nothing of it was kept. Upload the image again."

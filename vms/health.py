@@ -9,8 +9,8 @@ def check_libvirt(host=None) -> Check:
 
     host = host or default_host()
     try:
-        version = hypervisor.version(host.libvirt_uri)
-        pool_ok = hypervisor.pool_exists(host.libvirt_uri, host.pool_name)
+        version = host.hypervisor.version()
+        pool_ok = host.hypervisor.pool_exists(host.pool_name)
     except hypervisor.HypervisorError as exc:
         return Check(
             "libvirt",

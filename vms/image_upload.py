@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from vms import hypervisor, image_build
+from vms import image_build
 from vms.models import Host, Image, Layer, LayerState
 
 BUSYBOX_SLUG = "busybox"
@@ -70,7 +70,7 @@ def image_register(
         )
     except BaseException:
         for volume in image_volumes(layer_id):
-            hypervisor.volume_delete(host.libvirt_uri, host.pool_name, volume)
+            host.hypervisor.volume_delete(host.pool_name, volume)
         raise
 
 
@@ -82,18 +82,18 @@ def image_volumes(layer_id: uuid.UUID) -> tuple[str, str, str]:
 def image_upload(*, host: Host, files: image_build.GuestImageFiles) -> uuid.UUID:
     """Upload an image's files into the host's pool; returns the id naming its volumes."""
     inspect_qcow2(str(files.root_disk))
-    uri, pool = host.libvirt_uri, host.pool_name
+    adapter, pool = host.hypervisor, host.pool_name
     layer_id = uuid.uuid4()
     uploaded = []
     try:
         for volume, source in zip(
             image_volumes(layer_id), (files.kernel, files.initrd, files.root_disk), strict=True
         ):
-            hypervisor.volume_upload(uri, pool, volume, str(source))
+            adapter.volume_upload(pool, volume, str(source))
             uploaded.append(volume)
     except BaseException:
         for volume in uploaded:
-            hypervisor.volume_delete(uri, pool, volume)
+            adapter.volume_delete(pool, volume)
         raise
     return layer_id
 
@@ -103,7 +103,7 @@ def image_record(
 ) -> Image:
     """Record an uploaded image (see `image_upload`) as the current one under `slug`."""
     kernel_volume, initrd_volume, layer_volume = image_volumes(layer_id)
-    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer_volume)
+    info = host.hypervisor.volume_info(host.pool_name, layer_volume)
     with transaction.atomic():
         layer = Layer.objects.create(
             id=layer_id,

@@ -27,11 +27,11 @@ from vms.models import VM, Host, Layer, LayerCopy, LayerCopyState, LayerState
 def layer_path(layer: Layer, host: Host | None = None) -> str:
     """The layer's file on `host` (by default the host it was made on)."""
     host = host or layer.host
-    return hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer.volume_name).path
+    return host.hypervisor.volume_info(host.pool_name, layer.volume_name).path
 
 
 def volume_path(host: Host, volume_name: str) -> str:
-    return hypervisor.volume_info(host.libvirt_uri, host.pool_name, volume_name).path
+    return host.hypervisor.volume_info(host.pool_name, volume_name).path
 
 
 def layer_create(
@@ -57,23 +57,21 @@ def layer_create(
         )
     try:
         if full_copy:
-            info = hypervisor.volume_copy(
-                host.libvirt_uri,
+            info = host.hypervisor.volume_copy(
                 host.pool_name,
                 parent.volume_name,
                 layer.volume_name,
                 capacity=layer.virtual_size,
             )
         else:
-            info = hypervisor.volume_create(
-                host.libvirt_uri,
+            info = host.hypervisor.volume_create(
                 host.pool_name,
                 layer.volume_name,
                 capacity=layer.virtual_size,
                 backing_path=layer_path(parent, host) if parent else None,
             )
     except BaseException:
-        hypervisor.volume_delete(host.libvirt_uri, host.pool_name, layer.volume_name)
+        host.hypervisor.volume_delete(host.pool_name, layer.volume_name)
         layer.delete()
         raise
     Layer.objects.filter(pk=layer.pk).update(state=LayerState.READY, allocation=info.allocation)
@@ -85,7 +83,7 @@ def layer_create(
 def layer_freeze(layer: Layer) -> Layer:
     """Record the final size of a layer that no longer takes writes (it became a snapshot's)."""
     host = layer.host
-    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer.volume_name)
+    info = host.hypervisor.volume_info(host.pool_name, layer.volume_name)
     Layer.objects.filter(pk=layer.pk).update(allocation=info.allocation)
     layer.allocation = info.allocation
     return layer
@@ -95,7 +93,7 @@ def layer_unwritten(layer: Layer) -> bool:
     """Whether nothing was written into a layer since it was made: it takes on disk what it took
     when empty (a write into a new layer allocates clusters, so its file grows)."""
     host = layer.host
-    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer.volume_name)
+    info = host.hypervisor.volume_info(host.pool_name, layer.volume_name)
     return info.allocation <= layer.allocation
 
 
@@ -129,9 +127,9 @@ def layer_release(layer_id) -> list:
                 return freed
             Layer.objects.filter(pk=layer.pk).update(state=LayerState.DELETING)
         for copy in LayerCopy.objects.filter(layer=layer).select_related("host"):
-            hypervisor.volume_delete(copy.host.libvirt_uri, copy.host.pool_name, layer.volume_name)
+            copy.host.hypervisor.volume_delete(copy.host.pool_name, layer.volume_name)
             copy.delete()
-        hypervisor.volume_delete(layer.host.libvirt_uri, layer.host.pool_name, layer.volume_name)
+        layer.host.hypervisor.volume_delete(layer.host.pool_name, layer.volume_name)
         current = layer.parent_id
         layer.delete()
         freed.append(layer.pk)
@@ -243,7 +241,7 @@ def layer_merge(layer_id) -> dict:
     uri, pool = host.libvirt_uri, host.pool_name
     parent_path = layer_path(layer.parent) if layer.parent else None
     try:
-        hypervisor.pool_refresh(uri, pool)
+        host.hypervisor.pool_refresh(pool)
         done = _merge_already_done(layer, child, parent_path)
         if done == "pulled":
             return _pulled_into(child, layer)
@@ -252,27 +250,26 @@ def layer_merge(layer_id) -> dict:
         running = [
             vm
             for vm in layer_vms(child)
-            if hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) in RUNNING
+            if vm.host.hypervisor.domain_state(vm.domain_uuid) in RUNNING
         ]
         if not running and not hypervisor.uri_is_local(uri):
             reason = f"host {host.name} is another machine; it is merged while its VM runs."
         elif not running:
-            hypervisor.volume_rebase(uri, pool, child.volume_name, parent_path)
+            host.hypervisor.volume_rebase(pool, child.volume_name, parent_path)
             return _pulled_into(child, layer)
         elif len(running) == 1 and running[0].active_layer_id == child.pk:
-            hypervisor.domain_block_pull(uri, running[0].domain_uuid, base_path=parent_path)
-            hypervisor.pool_refresh(uri, pool)
+            host.hypervisor.domain_block_pull(running[0].domain_uuid, base_path=parent_path)
+            host.hypervisor.pool_refresh(pool)
             return _pulled_into(child, layer)
         else:
             reason = _why_not_commit(child, running)
             if reason is None:
-                hypervisor.domain_block_commit(
-                    uri,
+                host.hypervisor.domain_block_commit(
                     running[0].domain_uuid,
                     top_path=layer_path(child),
                     base_path=layer_path(layer),
                 )
-                hypervisor.pool_refresh(uri, pool)
+                host.hypervisor.pool_refresh(pool)
                 return _committed_into(layer, child)
     except BaseException:
         # Whatever a merge cut short did, every disk still shows what it showed: the layer is
@@ -287,12 +284,12 @@ def _merge_already_done(layer: Layer, child: Layer, parent_path: str | None) -> 
     """ "pulled" or "committed" when a merge cut short after its disk work left only the database
     to update (the files' backing paths say so); None otherwise."""
     host = layer.host
-    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, child.volume_name)
+    info = host.hypervisor.volume_info(host.pool_name, child.volume_name)
     if info.backing_path == parent_path:
         return "pulled"
     above = list(child.children.all()[:2])
     if len(above) == 1:
-        info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, above[0].volume_name)
+        info = host.hypervisor.volume_info(host.pool_name, above[0].volume_name)
         if info.backing_path == layer_path(layer):
             return "committed"
     return None
@@ -316,7 +313,7 @@ def _pulled_into(child: Layer, layer: Layer) -> dict:
     """The child now holds what the layer held and sits on the layer's parent: record it, and
     free the layer."""
     host = child.host
-    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, child.volume_name)
+    info = host.hypervisor.volume_info(host.pool_name, child.volume_name)
     with transaction.atomic():
         Layer.objects.filter(pk=child.pk).update(parent=layer.parent_id, allocation=info.allocation)
         _shift_depths(layer_subtree(child), -1)
@@ -329,7 +326,7 @@ def _committed_into(layer: Layer, child: Layer) -> dict:
     layer takes the child's place (everything that needed the child needs it), and the child is
     freed."""
     host = layer.host
-    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, layer.volume_name)
+    info = host.hypervisor.volume_info(host.pool_name, layer.volume_name)
     with transaction.atomic():
         for relation in _references():
             relation.related_model.objects.filter(**{relation.field.name: child}).update(
@@ -350,7 +347,7 @@ def _committed_into(layer: Layer, child: Layer) -> dict:
 
 
 def _free(layer: Layer) -> None:
-    hypervisor.volume_delete(layer.host.libvirt_uri, layer.host.pool_name, layer.volume_name)
+    layer.host.hypervisor.volume_delete(layer.host.pool_name, layer.volume_name)
     Layer.objects.filter(pk=layer.pk).delete()
 
 
@@ -434,12 +431,8 @@ def _layer_copy(layer: Layer, host: Host) -> bool:
         )
     try:
         source = _reachable_holder(layer, exclude=host)
-        hypervisor.volume_transfer(
-            source.libvirt_uri,
-            source.pool_name,
-            host.libvirt_uri,
-            host.pool_name,
-            layer.volume_name,
+        source.hypervisor.volume_transfer(
+            source.pool_name, host.hypervisor, host.pool_name, layer.volume_name
         )
     except BaseException:
         LayerCopy.objects.filter(pk=copy.pk, state=LayerCopyState.COPYING).delete()
@@ -455,7 +448,7 @@ def _reachable_holder(layer: Layer, *, exclude: Host) -> Host:
         if holder.pk == exclude.pk:
             continue
         try:
-            hypervisor.version(holder.libvirt_uri)
+            holder.hypervisor.version()
             return holder
         except hypervisor.HypervisorError as exc:
             last_error = exc
@@ -469,9 +462,9 @@ def volumes_seed(source: Host, host: Host, names: list[str]) -> None:
     """Copy volumes that never change (an image's kernel and initrd) to `host` unless there."""
     if source.pk == host.pk:
         return
-    present = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    present = set(host.hypervisor.volume_names(host.pool_name))
     for name in names:
         if name not in present:
-            hypervisor.volume_transfer(
-                source.libvirt_uri, source.pool_name, host.libvirt_uri, host.pool_name, name
+            source.hypervisor.volume_transfer(
+                source.pool_name, host.hypervisor, host.pool_name, name
             )

@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.access import OwnedQuerySet
+from vms.hypervisor import Hypervisor
 
 
 class VMOperationKind(models.TextChoices):
@@ -89,6 +90,11 @@ class Host(models.Model):
     def console_pool_name(self) -> str:
         """The storage pool over `console_dir`, through which console logs are read remotely."""
         return f"{self.pool_name}-console"
+
+    @property
+    def hypervisor(self) -> Hypervisor:
+        """The libvirt adapter for this host (its connection is opened on first use)."""
+        return Hypervisor(self.libvirt_uri)
 
 
 class LayerCopyState(models.TextChoices):

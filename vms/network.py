@@ -84,16 +84,14 @@ def _resolve(name: str) -> set[str]:
 def host_network_ensure(host: Host) -> None:
     """Make the guests' network and its filter on the host (a no-op where it cannot have one)."""
     if host_has_network(host):
-        hypervisor.network_ensure(
-            host.libvirt_uri, network_spec(), host_addresses=host_addresses(host)
-        )
+        host.hypervisor.network_ensure(network_spec(), host_addresses=host_addresses(host))
 
 
 def host_network_problem(host: Host) -> str | None:
     """What is wrong with the host's guest network, for health checks; None when it runs."""
     if not host_has_network(host):
         return None
-    if not hypervisor.network_active(host.libvirt_uri, settings.GUEST_NETWORK):
+    if not host.hypervisor.network_active(settings.GUEST_NETWORK):
         return network_missing()
     return None
 
@@ -142,13 +140,13 @@ def vm_network_attach(vm: VM) -> dict:
     if not host_has_network(vm.host):
         return {}
     spec = network_spec()
-    leased = {} if vm.ip_address else hypervisor.network_leases(vm.host.libvirt_uri, spec.name)
+    leased = {} if vm.ip_address else vm.host.hypervisor.network_leases(spec.name)
     address = vm_address(vm, leased)
-    hypervisor.network_reserve(vm.host.libvirt_uri, spec.name, mac=vm.mac_address, address=address)
+    vm.host.hypervisor.network_reserve(spec.name, mac=vm.mac_address, address=address)
     return {"network": spec.name, "network_filter": spec.filter_name, "ip_address": address}
 
 
 def vm_network_detach(vm: VM) -> None:
     """Forget the VM's DHCP reservation on its host (its address is freed with its row)."""
     if host_has_network(vm.host):
-        hypervisor.network_release(vm.host.libvirt_uri, settings.GUEST_NETWORK, mac=vm.mac_address)
+        vm.host.hypervisor.network_release(settings.GUEST_NETWORK, mac=vm.mac_address)

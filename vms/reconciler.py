@@ -94,10 +94,9 @@ def _operations(report: Report, now, grace: timedelta) -> None:
 
 
 def _host(report: Report, host: Host, now, grace: timedelta) -> None:
-    uri = host.libvirt_uri
     records = {
         record.uuid: record
-        for record in hypervisor.domains(uri)
+        for record in host.hypervisor.domains()
         if record.metadata.get("pool") == host.pool_name
     }
     busy = set(Operation.objects.active().exclude(vm=None).values_list("vm_id", flat=True))
@@ -124,7 +123,7 @@ def _host(report: Report, host: Host, now, grace: timedelta) -> None:
         if domain_uuid in known_domains:
             continue
         if _seen_long_enough(host, OrphanSighting.Kind.DOMAIN, record.name, now, grace):
-            hypervisor.domain_undefine(uri, domain_uuid)
+            host.hypervisor.domain_undefine(domain_uuid)
             _forget_sighting(host, OrphanSighting.Kind.DOMAIN, record.name)
             report.add(f"Domain {record.name}: belonged to no VM; removed.")
         else:
@@ -158,8 +157,8 @@ def _layers(report: Report, host: Host, now, grace: timedelta) -> None:
 
 
 def _volumes(report: Report, host: Host, now, grace: timedelta) -> None:
-    uri, pool = host.libvirt_uri, host.pool_name
-    names = set(hypervisor.volume_names(uri, pool))
+    pool = host.pool_name
+    names = set(host.hypervisor.volume_names(pool))
     known = {layer.volume_name for layer in Layer.objects.filter(host=host).only("id")}
     # Copies of layers made elsewhere, and every image's kernel and initrd (copied to the hosts
     # that run its VMs; names are ids, so other hosts' names do no harm).
@@ -175,7 +174,7 @@ def _volumes(report: Report, host: Host, now, grace: timedelta) -> None:
         return
     parent_of = {}
     for name in names:
-        info = hypervisor.volume_info(uri, pool, name)
+        info = host.hypervisor.volume_info(pool, name)
         if info.backing_path:
             parent_of[name] = info.backing_path.rsplit("/", 1)[-1]
     # Whatever a known layer is built on, directly or not, is needed, whatever the rows say.
@@ -203,7 +202,7 @@ def _volumes(report: Report, host: Host, now, grace: timedelta) -> None:
                 removable.discard(name)
                 changed = True
     for name in sorted(removable):
-        hypervisor.volume_delete(uri, pool, name)
+        host.hypervisor.volume_delete(pool, name)
         _forget_sighting(host, OrphanSighting.Kind.VOLUME, name)
         report.add(f"Volume {name}: belonged to nothing; removed.")
     for name in sorted(candidates - removable):

@@ -53,7 +53,7 @@ def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
 def domain_define(vm: VM) -> None:
     """Define (or redefine) the VM's domain on its host, on the guests' network there."""
     nic = network.vm_network_attach(vm)
-    hypervisor.domain_define(vm.host.libvirt_uri, hypervisor.domain_xml(domain_spec(vm, **nic)))
+    vm.host.hypervisor.domain_define(hypervisor.domain_xml(domain_spec(vm, **nic)))
 
 
 def _vm(operation: Operation) -> VM:
@@ -72,7 +72,7 @@ def _set_state(vm: VM, state: str) -> None:
 
 
 def _domain_state(vm: VM) -> str | None:
-    return hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid)
+    return vm.host.hypervisor.domain_state(vm.domain_uuid)
 
 
 def vm_create_run(operation: Operation) -> dict:
@@ -95,7 +95,7 @@ def vm_create_run(operation: Operation) -> dict:
         operation_report(operation, progress=60, message="Defining the VM")
         domain_define(vm)
         operation_report(operation, progress=80, message="Booting")
-        hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+        vm.host.hypervisor.domain_start(vm.domain_uuid)
     except BaseException:
         discard(vm)
         raise
@@ -140,7 +140,7 @@ def vm_start_run(operation: Operation) -> dict:
         raise InvalidState(f"The VM is {vm.get_state_display().lower()}, so it cannot start.")
     operation_report(operation, progress=30, message="Booting")
     domain_define(vm)
-    hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+    vm.host.hypervisor.domain_start(vm.domain_uuid)
     _set_state(vm, VMState.RUNNING)
     return {}
 
@@ -181,19 +181,19 @@ def power_off(vm: VM, operation: Operation, *, force: bool) -> bool:
 
     Returns True when the guest had to be forced off.
     """
-    uri = vm.host.libvirt_uri
+    host = vm.host
     if _domain_state(vm) in (None, "shutoff"):
         return False
     if not force:
         operation_report(operation, progress=20, message="Asking the guest to power off")
-        if hypervisor.domain_shutdown(uri, vm.domain_uuid, timeout=settings.VM_STOP_TIMEOUT):
+        if host.hypervisor.domain_shutdown(vm.domain_uuid, timeout=settings.VM_STOP_TIMEOUT):
             return False
         operation_report(
             operation,
             progress=70,
             message=f"No power-off after {settings.VM_STOP_TIMEOUT} s; forcing it off",
         )
-    hypervisor.domain_destroy(uri, vm.domain_uuid)
+    host.hypervisor.domain_destroy(vm.domain_uuid)
     return True
 
 
@@ -218,7 +218,7 @@ def vm_reboot_run(operation: Operation) -> dict:
     _set_state(vm, VMState.STOPPED)
     operation_report(operation, progress=80, message="Booting")
     domain_define(vm)
-    hypervisor.domain_start(vm.host.libvirt_uri, vm.domain_uuid)
+    vm.host.hypervisor.domain_start(vm.domain_uuid)
     _set_state(vm, VMState.RUNNING)
     return {"forced": forced}
 
@@ -236,7 +236,7 @@ def discard(vm: VM) -> None:
     Its snapshots stay: they own their layers, so the chain under them is kept.
     """
     host = vm.host
-    hypervisor.domain_undefine(host.libvirt_uri, vm.domain_uuid)
+    host.hypervisor.domain_undefine(vm.domain_uuid)
     with contextlib.suppress(hypervisor.HypervisorError):
         network.vm_network_detach(vm)
     layer_id = vm.active_layer_id
@@ -244,7 +244,7 @@ def discard(vm: VM) -> None:
     if layer_id is not None:
         layers.layer_release(layer_id)
     with contextlib.suppress(hypervisor.HypervisorError):
-        hypervisor.volumes_delete_prefixed(host.libvirt_uri, host.console_pool_name, f"{vm.id}.log")
+        host.hypervisor.volumes_delete_prefixed(host.console_pool_name, f"{vm.id}.log")
     VM.objects.filter(pk=vm.pk).delete()
 
 
@@ -257,8 +257,7 @@ def vm_flatten_run(operation: Operation) -> dict:
         return {"flattened": False}
     if _domain_state(vm) == "running":
         operation_report(operation, progress=10, message="Copying the chain into the disk")
-        hypervisor.domain_block_pull(
-            vm.host.libvirt_uri,
+        vm.host.hypervisor.domain_block_pull(
             vm.domain_uuid,
             on_progress=lambda done: operation_report(
                 operation, progress=10 + int(80 * done), message="Copying the chain into the disk"
@@ -266,7 +265,7 @@ def vm_flatten_run(operation: Operation) -> dict:
         )
         parent_id = old.parent_id
         Layer.objects.filter(pk=old.pk).update(parent=None, depth=1)
-        hypervisor.pool_refresh(vm.host.libvirt_uri, vm.host.pool_name)
+        vm.host.hypervisor.pool_refresh(vm.host.pool_name)
     else:
         operation_report(operation, progress=10, message="Copying the disk")
         new = layers.layer_create(
@@ -290,7 +289,7 @@ def vm_move_run(operation: Operation) -> dict:
     if vm.active_layer.host_id == vm.host_id:
         return _move_finish(vm, source)  # the disk moved in an earlier delivery
     try:
-        if hypervisor.domain_state(source.libvirt_uri, vm.domain_uuid) in ("running", "paused"):
+        if source.hypervisor.domain_state(vm.domain_uuid) in ("running", "paused"):
             raise InvalidState("The VM was started meanwhile; stop it, then move it.")
         layer = vm.active_layer
         if layer.parent_id is not None:
@@ -299,12 +298,8 @@ def vm_move_run(operation: Operation) -> dict:
             image = vm.image
             layers.volumes_seed(image.host, vm.host, [image.kernel_volume, image.initrd_volume])
         operation_report(operation, progress=40, message="Copying the VM's own disk layer")
-        hypervisor.volume_transfer(
-            source.libvirt_uri,
-            source.pool_name,
-            vm.host.libvirt_uri,
-            vm.host.pool_name,
-            layer.volume_name,
+        source.hypervisor.volume_transfer(
+            source.pool_name, vm.host.hypervisor, vm.host.pool_name, layer.volume_name
         )
         failpoint("vm.move.copied")
         Layer.objects.filter(pk=layer.pk).update(host=vm.host)
@@ -320,14 +315,12 @@ def _move_finish(vm: VM, source: Host) -> dict:
     """The VM's own layer is on its new host: define it there, and remove it from the old one
     (its domain, the old copy of its layer, its console log)."""
     domain_define(vm)
-    hypervisor.domain_undefine(source.libvirt_uri, vm.domain_uuid)
+    source.hypervisor.domain_undefine(vm.domain_uuid)
     with contextlib.suppress(hypervisor.HypervisorError):
         network.vm_network_detach(VM(host=source, mac_address=vm.mac_address))
-    hypervisor.volume_delete(source.libvirt_uri, source.pool_name, vm.active_layer.volume_name)
+    source.hypervisor.volume_delete(source.pool_name, vm.active_layer.volume_name)
     with contextlib.suppress(hypervisor.HypervisorError):
-        hypervisor.volumes_delete_prefixed(
-            source.libvirt_uri, source.console_pool_name, f"{vm.id}.log"
-        )
+        source.hypervisor.volumes_delete_prefixed(source.console_pool_name, f"{vm.id}.log")
     return {"from": source.name, "to": vm.host.name}
 
 
@@ -337,7 +330,7 @@ def _move_undo(vm: VM, source: Host) -> None:
     VM.objects.filter(pk=vm.pk).update(host=source)
     vm.host = source
     with contextlib.suppress(hypervisor.HypervisorError):
-        hypervisor.volume_delete(target.libvirt_uri, target.pool_name, vm.active_layer.volume_name)
+        target.hypervisor.volume_delete(target.pool_name, vm.active_layer.volume_name)
 
 
 def vm_move_repair(operation: Operation) -> str:

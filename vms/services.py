@@ -64,16 +64,16 @@ def host_ensure_default() -> Host:
 def host_prepare(host: Host) -> None:
     """Create the host's storage pool, console-log pool and guests' network where they are
     missing (through libvirt, so a remote host is prepared the same way)."""
-    hypervisor.pool_ensure(host.libvirt_uri, host.pool_name, host.pool_path)
-    hypervisor.pool_ensure(host.libvirt_uri, host.console_pool_name, host.console_dir)
+    host.hypervisor.pool_ensure(host.pool_name, host.pool_path)
+    host.hypervisor.pool_ensure(host.console_pool_name, host.console_dir)
     network.host_network_ensure(host)
 
 
 def host_capacity(host: Host) -> dict:
     """What placement may hand out on a host, from its hardware: its memory, HOST_VCPU_RATIO
     vCPUs per CPU, and HOST_DISK_RATIO times the size of the pool's file system."""
-    found = hypervisor.host_resources(host.libvirt_uri)
-    disk = hypervisor.pool_capacity(host.libvirt_uri, host.pool_name)
+    found = host.hypervisor.host_resources()
+    disk = host.hypervisor.pool_capacity(host.pool_name)
     return {
         "memory_mib": found["memory_mib"],
         "vcpus": found["cpus"] * settings.HOST_VCPU_RATIO,
@@ -116,8 +116,8 @@ def host_probe(host: Host) -> str | None:
     """Ask the host's libvirt whether it answers and its pool runs, changing nothing. Returns
     the problem, or None."""
     try:
-        hypervisor.version(host.libvirt_uri)
-        if not hypervisor.pool_exists(host.libvirt_uri, host.pool_name):
+        host.hypervisor.version()
+        if not host.hypervisor.pool_exists(host.pool_name):
             return f"the storage pool {host.pool_name!r} is missing or stopped"
         return network.host_network_problem(host)
     except hypervisor.HypervisorError as exc:
@@ -482,8 +482,8 @@ def console_read(*, vm: VM, max_bytes: int = 32 * 1024) -> str:
     cannot read the log)."""
     host = vm.host
     try:
-        data, size = hypervisor.console_read(
-            host.libvirt_uri, host.console_pool_name, console_log_name(vm), max_bytes
+        data, size = host.hypervisor.console_read(
+            host.console_pool_name, console_log_name(vm), max_bytes
         )
     except hypervisor.HypervisorUnavailable:
         raise host_unavailable(host) from None

@@ -1,6 +1,5 @@
 """Task-queue entry points of the vms app. Thin: load by id, call the adapter or a service."""
 
-from vms import hypervisor
 from vms.models import VM
 
 
@@ -9,7 +8,7 @@ def console_send(vm_id: str, line: str) -> None:
     vm = VM.objects.select_related("host").filter(pk=vm_id).first()
     if vm is None:
         return
-    hypervisor.console_send(vm.host.libvirt_uri, vm.domain_uuid, (line + "\n").encode())
+    vm.host.hypervisor.console_send(vm.domain_uuid, (line + "\n").encode())
 
 
 def flatten_deep_chains() -> None:

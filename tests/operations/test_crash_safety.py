@@ -16,7 +16,6 @@ from snapshots.models import Snapshot
 from snapshots.services import snapshot_new_vm, snapshot_restore, snapshot_take
 from tests import guest
 from tests.conftest import Worker, tasks_inline, wait_for
-from vms import hypervisor
 from vms.models import VM, Image, Layer, VMState
 from vms.reconciler import reconcile
 from vms.services import vm_create, vm_stop
@@ -37,15 +36,13 @@ def run_to_end(operation, timeout=90):
 
 def nothing_unreferenced_is_left(host):
     """Every volume in the pool is a layer or an image file; every domain is a VM's."""
-    volumes = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    volumes = set(host.hypervisor.volume_names(host.pool_name))
     wanted = {layer.volume_name for layer in Layer.objects.filter(host=host)}
     for image in Image.objects.filter(host=host):
         wanted |= {image.kernel_volume, image.initrd_volume}
     assert volumes == wanted
     domains = {
-        r.uuid
-        for r in hypervisor.domains(host.libvirt_uri)
-        if r.metadata.get("pool") == host.pool_name
+        r.uuid for r in host.hypervisor.domains() if r.metadata.get("pool") == host.pool_name
     }
     assert domains == set(VM.objects.filter(host=host).values_list("domain_uuid", flat=True))
 

@@ -10,7 +10,6 @@ from operations.services import operation_claim
 from snapshots.models import Snapshot
 from tests import guest
 from tests.conftest import wait_for
-from vms import hypervisor
 from vms.models import VM, Layer, VMOperationKind, VMState
 from vms.reconciler import reconcile
 from vms.services import console_send
@@ -31,7 +30,7 @@ def test_a_healthy_vm_raises_no_alarm(make_vm, alice):
 
 def test_a_domain_undefined_behind_the_services_back_marks_the_vm(make_vm, alice):
     vm = make_vm(alice)
-    hypervisor.domain_undefine(vm.host.libvirt_uri, vm.domain_uuid)
+    vm.host.hypervisor.domain_undefine(vm.domain_uuid)
     report = reconcile(grace=NO_GRACE)
     vm.refresh_from_db()
     assert vm.state == VMState.ERROR
@@ -43,7 +42,7 @@ def test_a_guest_that_powered_itself_off_is_recorded_as_stopped(make_vm, alice):
     guest.wait_for_boot(vm)
     console_send(vm=vm, user=alice, line="poweroff")
     wait_for(
-        lambda: hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "shutoff",
+        lambda: vm.host.hypervisor.domain_state(vm.domain_uuid) == "shutoff",
         timeout=60,
         what="the guest to power off",
     )
@@ -54,26 +53,26 @@ def test_a_guest_that_powered_itself_off_is_recorded_as_stopped(make_vm, alice):
 
 
 def test_a_stray_volume_is_reported_then_removed_after_the_grace_period(host, image):
-    hypervisor.volume_create(host.libvirt_uri, host.pool_name, "stray.qcow2", capacity=2**20)
+    host.hypervisor.volume_create(host.pool_name, "stray.qcow2", capacity=2**20)
     first = reconcile(grace=timedelta(minutes=10))
     assert "Volume stray.qcow2: belongs to nothing; removed if still so later." in first.found
-    assert "stray.qcow2" in hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    assert "stray.qcow2" in host.hypervisor.volume_names(host.pool_name)
 
     later = reconcile(now=timezone.now() + timedelta(minutes=11), grace=timedelta(minutes=10))
     assert "Volume stray.qcow2: belonged to nothing; removed." in later.found
-    assert "stray.qcow2" not in hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    assert "stray.qcow2" not in host.hypervisor.volume_names(host.pool_name)
 
 
 def test_an_unknown_volume_a_layer_builds_on_is_kept(host, image, alice):
-    uri, pool = host.libvirt_uri, host.pool_name
-    base = hypervisor.volume_create(uri, pool, "unrecorded-base.qcow2", capacity=2**20)
+    pool = host.pool_name
+    base = host.hypervisor.volume_create(pool, "unrecorded-base.qcow2", capacity=2**20)
     layer = Layer.objects.create(host=host, virtual_size=2**20, state="ready")
-    hypervisor.volume_create(uri, pool, layer.volume_name, capacity=2**20, backing_path=base.path)
+    host.hypervisor.volume_create(pool, layer.volume_name, capacity=2**20, backing_path=base.path)
     Snapshot.objects.create(
         owner=alice, source_vm_name="gone", image=image, name="kept", layer=layer, state="ready"
     )
     report = reconcile(grace=NO_GRACE)
-    names = hypervisor.volume_names(uri, pool)
+    names = host.hypervisor.volume_names(pool)
     assert "unrecorded-base.qcow2" in names
     assert layer.volume_name in names
     assert (
@@ -87,7 +86,7 @@ def test_an_orphan_domain_is_removed_after_the_grace_period(make_vm, alice):
     VM.objects.filter(pk=vm.pk).delete()  # the row goes behind the service's back
     report = reconcile(grace=NO_GRACE)
     assert f"Domain ks-{vm.domain_uuid}: belonged to no VM; removed." in report.found
-    assert hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) is None
+    assert vm.host.hypervisor.domain_state(vm.domain_uuid) is None
 
 
 def test_an_operation_stuck_past_its_deadline_is_failed(make_vm, alice):

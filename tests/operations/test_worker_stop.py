@@ -69,8 +69,8 @@ def service(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
         log.close()
-        hypervisor.pool_remove(settings.LIBVIRT_URI, pool)
-        hypervisor.pool_remove(settings.LIBVIRT_URI, f"{pool}-console")
+        hypervisor.Hypervisor(settings.LIBVIRT_URI).pool_remove(pool)
+        hypervisor.Hypervisor(settings.LIBVIRT_URI).pool_remove(f"{pool}-console")
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.services import snapshot_restore
 from tests import guest
 from tests.conftest import succeeded
-from vms import hypervisor
 from vms.services import layers_merge_pending
 
 pytestmark = pytest.mark.libvirt
@@ -48,7 +47,7 @@ def test_a_policy_every_minute_snapshots_a_running_guest_and_keeps_the_newest(ma
     # Above the image: the two snapshots kept and the layer the guest writes to. Without merging
     # the chain would grow by one layer a run: 2, 3, ... 7.
     assert depths == [2, 3, 3, 3, 3, 3]
-    chain = hypervisor.domain_disk_chain(vm.host.libvirt_uri, vm.domain_uuid)
+    chain = vm.host.hypervisor.domain_disk_chain(vm.domain_uuid)
     assert len(chain) == image_depth + 3
 
     kept = Snapshot.objects.filter(source_vm=vm, kind=SnapshotKind.SCHEDULED)

@@ -7,7 +7,6 @@ from core.errors import public_error
 from operations.models import OperationState
 from operations.services import operation_run
 from tests.factories import host_row, image_row, vm_row
-from vms import hypervisor
 from vms.models import VMOperationKind
 
 URI = "qemu+ssh://root@10.0.0.7:2222/system"
@@ -30,17 +29,14 @@ def test_an_unknown_uri_is_hidden_too(db):
     assert text == "libvirt at the host does not answer."
 
 
-def test_a_failed_operation_records_the_host_name_and_logs_the_uri(db, alice, monkeypatch, caplog):
+def test_a_failed_operation_records_the_host_name_and_logs_the_uri(db, alice, fake_hosts, caplog):
     host = host_row(name="b", libvirt_uri=URI)
+    fake_hosts[URI].reachable = False
     vm = vm_row(owner=alice, image=image_row(host=host), state="stopped")
     from operations.services import operation_start
 
     operation = operation_start(kind=VMOperationKind.START, owner=alice, vm=vm, target_name=vm.name)
 
-    def refuse(*args, **kwargs):
-        raise hypervisor.HypervisorUnavailable(f"libvirt at {URI} does not answer: no route.")
-
-    monkeypatch.setattr(hypervisor, "connect", refuse)
     with caplog.at_level(logging.WARNING, logger="operations.services"):
         operation_run(operation.pk)
     operation.refresh_from_db()
@@ -50,16 +46,13 @@ def test_a_failed_operation_records_the_host_name_and_logs_the_uri(db, alice, mo
     assert URI in caplog.text
 
 
-def test_the_owner_pages_and_api_show_no_host_address(client, alice, db, monkeypatch):
+def test_the_owner_pages_and_api_show_no_host_address(client, alice, db, fake_hosts):
     from rest_framework.test import APIClient
 
     from accounts.services import token_create
     from operations.models import Operation
 
-    def refuse(*args, **kwargs):  # the pages read the console; the host is made up
-        raise hypervisor.HypervisorUnavailable(f"libvirt at {URI} does not answer.")
-
-    monkeypatch.setattr(hypervisor, "connect", refuse)
+    fake_hosts[URI].reachable = False  # the pages read the console; the host is made up
     host = host_row(name="b", libvirt_uri=URI)
     vm = vm_row(owner=alice, image=image_row(host=host), state="stopped")
     Operation.objects.create(

@@ -87,13 +87,11 @@ def test_model_validation_refuses_a_bad_uri(db, settings):
     assert "libvirt_uri" in refused.value.message_dict
 
 
-def test_the_host_service_refuses_before_calling_libvirt(db, monkeypatch):
-    from vms import hypervisor
-
-    monkeypatch.setattr(hypervisor, "pool_ensure", pytest.fail)
+def test_the_host_service_refuses_before_calling_libvirt(db, fake_hosts):
     with pytest.raises(ValidationError, match="run a program"):
         host_add(name="evil", libvirt_uri="qemu+ext:///system?command=/bin/sh")
     assert not Host.objects.filter(name="evil").exists()
+    assert fake_hosts == {}
 
 
 def test_the_host_command_refuses_a_bad_uri(db):

@@ -83,15 +83,13 @@ def test_unusable_names_are_refused_with_400(alice, image_rows, name, status):
 @pytest.mark.libvirt
 def test_the_xml_that_reaches_libvirt_holds_no_user_text(make_vm, alice):
     vm = make_vm(alice, name="<disk>'; ../x \u202e")
-    xml = hypervisor.domain_xml_of(vm.host.libvirt_uri, vm.domain_uuid)
+    xml = vm.host.hypervisor.domain_xml_of(vm.domain_uuid)
     assert "<disk>'" not in xml and "\u202e" not in xml
     root = ET.fromstring(xml)
     assert root.findtext("name") == f"ks-{vm.domain_uuid}"
     files = [d.find("source").get("file") for d in root.findall("devices/disk")]
     assert files == [
-        hypervisor.volume_info(
-            vm.host.libvirt_uri, vm.host.pool_name, vm.active_layer.volume_name
-        ).path
+        vm.host.hypervisor.volume_info(vm.host.pool_name, vm.active_layer.volume_name).path
     ]
     assert files[0].endswith(f"/{vm.active_layer.id}.qcow2")
 

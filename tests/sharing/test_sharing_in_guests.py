@@ -10,7 +10,6 @@ from snapshots.models import Snapshot
 from snapshots.services import snapshot_delete, snapshot_take
 from tests import guest
 from tests.conftest import succeeded
-from vms import hypervisor
 from vms.models import VM
 
 pytestmark = pytest.mark.libvirt
@@ -45,8 +44,7 @@ def test_students_start_from_the_teachers_snapshot_and_keep_their_vms_after_revo
     succeeded(snapshot_delete(snapshot=snapshot, user=alice))
 
     for vm in students:
-        uri = vm.host.libvirt_uri
-        assert hypervisor.domain_state(uri, vm.domain_uuid) == "running"
+        assert vm.host.hypervisor.domain_state(vm.domain_uuid) == "running"
         assert guest.run(vm, "cat /root/exercise; echo mine >> /root/exercise; sync") == (
             "lesson-one"
         )

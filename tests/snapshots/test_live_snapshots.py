@@ -16,7 +16,6 @@ from snapshots.services import snapshot_delete, snapshot_new_vm, snapshot_restor
 from tests import guest
 from tests.conftest import succeeded, wait_for
 from tests.factories import GIB, layer_row, vm_row
-from vms import hypervisor
 from vms.models import VM, VMState
 from vms.reconciler import volumes_kept
 from vms.services import vm_delete
@@ -179,9 +178,7 @@ class WorkerDied(BaseException):
 def console_bytes(vm) -> bytes:
     """Everything the guest printed, read through libvirt from whichever host runs it."""
     host = vm.host
-    return hypervisor.console_read(host.libvirt_uri, host.console_pool_name, f"{vm.id}.log", 10**9)[
-        0
-    ]
+    return host.hypervisor.console_read(host.console_pool_name, f"{vm.id}.log", 10**9)[0]
 
 
 def ticks(vm, since: int = 0) -> list[int]:
@@ -235,9 +232,8 @@ def memory_restore_and_check(vm, snapshot, *, before: int, after: int, up_at_tak
     vm.refresh_from_db()
     assert vm.state == VMState.RUNNING
     assert vm.active_layer.parent_id == snapshot.layer_id
-    uri = vm.host.libvirt_uri
-    assert hypervisor.domain_disk_path(uri, vm.domain_uuid).endswith(vm.active_layer.volume_name)
-    persistent = hypervisor.domain_xml_of(uri, vm.domain_uuid, inactive=True)
+    assert vm.host.hypervisor.domain_disk_path(vm.domain_uuid).endswith(vm.active_layer.volume_name)
+    persistent = vm.host.hypervisor.domain_xml_of(vm.domain_uuid, inactive=True)
     assert vm.active_layer.volume_name in persistent
     return operation
 
@@ -258,7 +254,7 @@ def test_a_live_snapshot_resumes_a_program_that_counts_in_memory(make_vm, alice,
     snapshot = Snapshot.objects.select_related("layer").get(pk=take.snapshot_id)
     assert snapshot.includes_memory and snapshot.memory_bytes > 0
     assert snapshot.size_bytes == snapshot.layer.allocation + snapshot.memory_bytes
-    volumes = hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    volumes = host.hypervisor.volume_names(host.pool_name)
     assert f"{snapshot.pk}.memory" in volumes
 
     # The counter goes on, and the disk changes.
@@ -315,5 +311,5 @@ def test_a_live_snapshot_resumes_a_program_that_counts_in_memory(make_vm, alice,
     # Deleting the snapshot frees its memory file.
     succeeded(vm_delete(vm=clone, user=alice))
     succeeded(snapshot_delete(snapshot=snapshot, user=alice))
-    volumes = hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    volumes = host.hypervisor.volume_names(host.pool_name)
     assert f"{snapshot.pk}.memory" not in volumes

@@ -11,7 +11,6 @@ from snapshots.services import (
 )
 from tests import guest
 from tests.conftest import succeeded
-from vms import hypervisor
 from vms.models import VM, Layer, VMState
 from vms.services import vm_delete, vm_flatten, vm_reboot, vm_start, vm_stop
 
@@ -52,7 +51,7 @@ def test_a_snapshot_of_a_running_guest_leaves_it_running(vm):
     take(vm)
     uptime_after = float(guest.run(vm, "cut -d' ' -f1 /proc/uptime"))
     assert uptime_after > uptime_before  # same boot, still counting
-    assert hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "running"
+    assert vm.host.hypervisor.domain_state(vm.domain_uuid) == "running"
 
 
 def test_the_snapshot_layer_is_the_old_disk_and_the_vm_writes_to_a_new_one(vm):
@@ -62,7 +61,7 @@ def test_the_snapshot_layer_is_the_old_disk_and_the_vm_writes_to_a_new_one(vm):
     assert snapshot.layer == old_layer
     assert vm.active_layer.parent == old_layer
     assert vm.current_snapshot == snapshot
-    live_disk = hypervisor.domain_disk_path(vm.host.libvirt_uri, vm.domain_uuid)
+    live_disk = vm.host.hypervisor.domain_disk_path(vm.domain_uuid)
     assert live_disk.endswith(vm.active_layer.volume_name)
     assert snapshot.size_bytes > 0
 
@@ -136,10 +135,10 @@ def test_a_stopped_vm_is_snapshotted_and_restored_without_starting_it(vm):
     write(vm, "before")
     succeeded(vm_stop(vm=vm, user=vm.owner))
     snapshot = take(vm)
-    assert hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "shutoff"
+    assert vm.host.hypervisor.domain_state(vm.domain_uuid) == "shutoff"
     succeeded(snapshot_restore(snapshot=snapshot, user=vm.owner))
     assert VM.objects.get(pk=vm.pk).state == VMState.STOPPED
-    assert hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "shutoff"
+    assert vm.host.hypervisor.domain_state(vm.domain_uuid) == "shutoff"
 
 
 def test_a_full_copy_needs_neither_the_snapshot_nor_its_vm(vm):
@@ -168,9 +167,7 @@ def test_flattening_a_running_vm_keeps_its_data_and_its_snapshots(vm):
     succeeded(vm_flatten(vm=vm, user=vm.owner))
     vm.refresh_from_db()
     assert vm.active_layer.parent is None
-    info = hypervisor.volume_info(
-        vm.host.libvirt_uri, vm.host.pool_name, vm.active_layer.volume_name
-    )
+    info = vm.host.hypervisor.volume_info(vm.host.pool_name, vm.active_layer.volume_name)
     assert info.backing_path is None
     assert marker(vm) == "one"  # still running, reading from the one layer
     succeeded(vm_reboot(vm=vm, user=vm.owner))

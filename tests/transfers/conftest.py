@@ -45,9 +45,8 @@ def qemu_io(path, command: str) -> None:
 
 
 def pool_volumes(host) -> set[str]:
-    from vms import hypervisor
 
-    return set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    return set(host.hypervisor.volume_names(host.pool_name))
 
 
 def quarantine_files() -> list[str]:

@@ -17,7 +17,6 @@ from tests.transfers.conftest import (
     run_import,
     upload,
 )
-from vms import hypervisor
 
 pytestmark = pytest.mark.libvirt
 
@@ -119,9 +118,7 @@ def test_a_sound_raw_disk_becomes_a_snapshot_of_its_uploader(
     assert snapshot.disk_bytes == 64 * 1024 * 1024
     assert snapshot.layer.parent is None
     assert pool_volumes(image.host) - before == {snapshot.layer.volume_name}
-    info = hypervisor.volume_info(
-        image.host.libvirt_uri, image.host.pool_name, snapshot.layer.volume_name
-    )
+    info = image.host.hypervisor.volume_info(image.host.pool_name, snapshot.layer.volume_name)
     assert info.backing_path is None
     assert quarantine_files() == []
 

@@ -10,7 +10,6 @@ from snapshots.services import snapshot_new_vm, snapshot_take
 from tests import guest
 from tests.conftest import succeeded
 from tests.transfers.conftest import client_of
-from vms import hypervisor
 from vms.models import VM
 
 pytestmark = pytest.mark.libvirt
@@ -24,7 +23,7 @@ def test_a_file_written_in_alices_guest_is_in_bobs_vm_from_her_exported_snapshot
     guest.run(vm, "echo carried-across > /root/note.txt && sync")
     taken = succeeded(snapshot_take(vm=vm, user=alice, name="golden"))
     snapshot = Snapshot.objects.get(pk=taken.result["snapshot"])
-    hypervisor.domain_destroy(vm.host.libvirt_uri, vm.domain_uuid)  # its work is done
+    vm.host.hypervisor.domain_destroy(vm.domain_uuid)  # its work is done
 
     alice_api = client_of(alice)
     response = alice_api.post(f"/api/snapshots/{snapshot.pk}/exports/")

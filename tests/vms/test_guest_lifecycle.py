@@ -4,7 +4,6 @@ import pytest
 
 from operations.models import OperationState
 from tests import guest
-from vms import hypervisor
 from vms.models import VM, VMState
 from vms.services import vm_delete, vm_reboot, vm_start, vm_stop
 
@@ -35,7 +34,7 @@ def test_stop_powers_the_guest_off_and_start_boots_it_with_its_data(make_vm, ali
     stop.refresh_from_db()
     assert stop.state == OperationState.SUCCEEDED, stop.error
     assert stop.result == {"forced": False}  # the guest obeyed the ACPI power button
-    assert hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "shutoff"
+    assert vm.host.hypervisor.domain_state(vm.domain_uuid) == "shutoff"
 
     vm.refresh_from_db()
     start = vm_start(vm=vm, user=alice)
@@ -58,15 +57,15 @@ def test_reboot_brings_the_guest_back(make_vm, alice):
 def test_delete_leaves_no_domain_and_no_volume_behind(make_vm, alice, image):
     vm = make_vm(alice)
     host = vm.host
-    volumes_before = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    volumes_before = set(host.hypervisor.volume_names(host.pool_name))
     assert vm.active_layer.volume_name in volumes_before
 
     operation = vm_delete(vm=vm, user=alice)
     operation.refresh_from_db()
     assert operation.state == OperationState.SUCCEEDED, operation.error
     assert not VM.objects.filter(pk=vm.pk).exists()
-    assert hypervisor.domain_state(host.libvirt_uri, vm.domain_uuid) is None
-    volumes_after = set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    assert host.hypervisor.domain_state(vm.domain_uuid) is None
+    volumes_after = set(host.hypervisor.volume_names(host.pool_name))
     assert volumes_after == volumes_before - {vm.active_layer.volume_name}
     # The image's own volumes stay for the next VM.
     assert image.layer.volume_name in volumes_after

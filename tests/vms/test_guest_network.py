@@ -187,7 +187,7 @@ def test_a_guest_cannot_send_with_another_guests_mac(make_vm, vm, bob):
 
 
 def test_every_guest_interface_carries_the_filter_with_its_own_address(vm):
-    xml = hypervisor.domain_xml_of(vm.host.libvirt_uri, vm.domain_uuid, inactive=True)
+    xml = vm.host.hypervisor.domain_xml_of(vm.domain_uuid, inactive=True)
     spec = network.network_spec()
     assert f"filter='{spec.filter_name}'" in xml or f'filter="{spec.filter_name}"' in xml
     assert vm.ip_address in xml
@@ -222,17 +222,17 @@ def test_the_host_check_starts_a_guests_network_that_stopped(host):
     from vms.services import hosts_check
 
     spec = network.network_spec()
-    hypervisor.connect(host.libvirt_uri).networkLookupByName(spec.name).destroy()
-    assert not hypervisor.network_active(host.libvirt_uri, spec.name)
+    host.hypervisor.connection.networkLookupByName(spec.name).destroy()
+    assert not host.hypervisor.network_active(spec.name)
     hosts_check()
-    assert hypervisor.network_active(host.libvirt_uri, spec.name)
+    assert host.hypervisor.network_active(spec.name)
 
 
 def test_the_host_check_puts_a_new_address_of_the_host_into_the_filter(host, monkeypatch):
     from vms.services import hosts_check
 
     spec = network.network_spec()
-    conn = hypervisor.connect(host.libvirt_uri)
+    conn = host.hypervisor.connection
     known = network.host_addresses(host)
     monkeypatch.setattr(network, "host_addresses", lambda host: [*known, "203.0.113.9"])
     hosts_check()
@@ -244,7 +244,7 @@ def test_the_host_check_puts_a_new_address_of_the_host_into_the_filter(host, mon
 
 def test_an_unchanged_filter_is_not_defined_again(host, monkeypatch):
     defined = []
-    conn = hypervisor.connect(host.libvirt_uri)
+    conn = host.hypervisor.connection
     monkeypatch.setattr(
         type(conn), "nwfilterDefineXML", lambda self, xml: defined.append(xml), raising=True
     )

@@ -16,7 +16,7 @@ from snapshots.services import snapshot_delete, snapshot_restore, snapshot_take
 from tests import guest
 from tests.conftest import succeeded
 from tests.factories import layer_row, vm_row
-from vms import hypervisor, layers
+from vms import layers
 from vms.models import Layer, VMState
 from vms.services import layers_merge_pending
 
@@ -52,7 +52,7 @@ def shown(layer):
 
 
 def volumes(host):
-    return set(hypervisor.volume_names(host.libvirt_uri, host.pool_name))
+    return set(host.hypervisor.volume_names(host.pool_name))
 
 
 def test_a_layer_only_one_layer_builds_on_merges_into_it_and_the_disks_show_the_same(host):
@@ -75,7 +75,7 @@ def test_a_layer_only_one_layer_builds_on_merges_into_it_and_the_disks_show_the_
     child.refresh_from_db()
     top.refresh_from_db()
     assert (child.parent_id, child.depth, top.depth) == (base.pk, 2, 3)
-    info = hypervisor.volume_info(host.libvirt_uri, host.pool_name, child.volume_name)
+    info = host.hypervisor.volume_info(host.pool_name, child.volume_name)
     assert info.backing_path == layers.layer_path(base)
     assert {"child": shown(child), "top": shown(top)} == before
 
@@ -117,9 +117,7 @@ def test_a_merge_cut_short_after_its_disk_work_is_finished_by_the_next_try(host)
     child = new_layer(host, middle)
     before = shown(child)
     # The worker died right after the rebase, before the database knew.
-    hypervisor.volume_rebase(
-        host.libvirt_uri, host.pool_name, child.volume_name, layers.layer_path(base)
-    )
+    host.hypervisor.volume_rebase(host.pool_name, child.volume_name, layers.layer_path(base))
     Layer.objects.filter(pk=middle.pk).update(state="deleting")
 
     assert layers.layer_merge(middle.pk)["merged"] is True
@@ -153,7 +151,7 @@ def test_deleting_snapshots_of_a_running_guest_merges_their_layers_while_it_runs
 
     vm.refresh_from_db()
     assert vm.active_layer.depth == image_depth + 3
-    chain = hypervisor.domain_disk_chain(vm.host.libvirt_uri, vm.domain_uuid)
+    chain = vm.host.hypervisor.domain_disk_chain(vm.domain_uuid)
     assert len(chain) == image_depth + 3
     assert guest.run(vm, "cat /root/marker") == "v5"
     assert guest.run(vm, "echo v6 > /root/marker; sync; cat /root/marker") == "v6"

@@ -67,19 +67,20 @@ def test_the_host_command_sets_a_state_and_lists_load(stopped):
         call_command("host", "state", "zz", "enabled")
 
 
-def test_the_host_command_adds_a_host_with_the_capacity_it_has(db):
+def test_the_host_command_adds_a_host_with_the_capacity_it_has(db, fake_hosts, settings):
+    settings.HOST_DISK_RATIO = 1
+    fake = fake_hosts["test:///default"]
+    fake.memory_mib, fake.default_pool_capacity = 8192, 200 * 1024**3
     out = io.StringIO()
     call_command("host", "add", "extra", "test:///default", "--vcpus", "6", stdout=out)
     host = Host.objects.get(name="extra")
-    assert host.vcpus == 6 and host.memory_mib > 0 and host.disk_gib > 0
+    assert (host.vcpus, host.memory_mib, host.disk_gib) == (6, 8192, 200)
     assert "Host extra added" in out.getvalue()
 
 
 def test_a_host_added_in_the_admin_gets_its_pools_once_saved(
-    client, charlie, django_capture_on_commit_callbacks
+    client, charlie, django_capture_on_commit_callbacks, fake_hosts
 ):
-    from vms import hypervisor
-
     client.force_login(charlie)
     form = {
         "name": "added",
@@ -99,5 +100,6 @@ def test_a_host_added_in_the_admin_gets_its_pools_once_saved(
     assert len(callbacks) == 1  # libvirt is called after the save's transaction, not in it
     host = Host.objects.get(name="added")
     assert (host.state, host.memory_mib) == (HostState.DRAINING, 2048)
-    assert hypervisor.pool_exists("test:///default", "admin-added")
-    assert hypervisor.pool_exists("test:///default", "admin-added-console")
+    fake = fake_hosts["test:///default"]
+    assert fake.pools["admin-added"].path == "/nonexistent/admin-added/pool"
+    assert fake.pools["admin-added-console"].path == "/nonexistent/admin-added/console"

@@ -10,7 +10,6 @@ from operations.models import Operation, OperationState
 from tests import guest
 from tests.conftest import succeeded
 from tests.factories import image_row, vm_row
-from vms import hypervisor
 from vms.models import VM, VMOperationKind, VMState
 from vms.reconciler import reconcile
 from vms.services import vm_delete, vm_repair, vm_start, vm_stop
@@ -118,7 +117,7 @@ def test_the_admin_repair_action_starts_a_repair_and_skips_healthy_vms(
 
 def break_domain(vm):
     """Undefine the VM's domain behind the service's back; the reconciler marks it in error."""
-    hypervisor.domain_undefine(vm.host.libvirt_uri, vm.domain_uuid)
+    vm.host.hypervisor.domain_undefine(vm.domain_uuid)
     reconcile()
     vm.refresh_from_db()
     assert vm.state == VMState.ERROR
@@ -135,12 +134,12 @@ def test_repair_brings_back_a_vanished_domain_with_the_guests_data(make_vm, alic
     vm.refresh_from_db()
     assert vm.state == VMState.STOPPED
     assert repair.result == {"state": "stopped"}
-    assert hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "shutoff"
+    assert vm.host.hypervisor.domain_state(vm.domain_uuid) == "shutoff"
 
     succeeded(vm_start(vm=vm, user=alice))
     guest.wait_for_boot(vm, boots=2)
     assert guest.run(vm, "cat /root/note") == "survived"
-    live_disk = hypervisor.domain_disk_path(vm.host.libvirt_uri, vm.domain_uuid)
+    live_disk = vm.host.hypervisor.domain_disk_path(vm.domain_uuid)
     assert live_disk.endswith(vm.active_layer.volume_name)
 
 
@@ -160,7 +159,7 @@ def test_repair_of_a_vm_whose_disk_is_gone_fails_saying_to_delete_it(make_vm, al
     vm = make_vm(alice)
     break_domain(vm)
     host = vm.host
-    hypervisor.volume_delete(host.libvirt_uri, host.pool_name, vm.active_layer.volume_name)
+    host.hypervisor.volume_delete(host.pool_name, vm.active_layer.volume_name)
 
     repair = vm_repair(vm=vm, user=alice)
     repair.refresh_from_db()
@@ -179,4 +178,4 @@ def test_a_vm_in_error_can_be_deleted(make_vm, alice):
 
     succeeded(vm_delete(vm=vm, user=alice))
     assert not VM.objects.filter(pk=vm.pk).exists()
-    assert layer not in hypervisor.volume_names(vm.host.libvirt_uri, vm.host.pool_name)
+    assert layer not in vm.host.hypervisor.volume_names(vm.host.pool_name)

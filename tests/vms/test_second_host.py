@@ -19,13 +19,14 @@ from vms.models import Host
 pytestmark = pytest.mark.libvirt
 
 SYSTEM_URI = "qemu:///system"
+SYSTEM = hypervisor.Hypervisor(SYSTEM_URI)
 
 
 @pytest.fixture(scope="module")
 def second(second_libvirtd, test_pool):
     """A second host shadowing this run's pool folder, with a pool of the same name and path."""
     host = second_libvirtd(Path(test_pool["pool_path"]).parent)
-    hypervisor.pool_ensure(host.uri, test_pool["pool_name"], test_pool["pool_path"])
+    host.hypervisor.pool_ensure(test_pool["pool_name"], test_pool["pool_path"])
     host.mkdir(test_pool["console_dir"])  # its virtlogd writes the console logs
     yield host
     host.close()
@@ -37,7 +38,7 @@ def second_image(second, test_pool, guest_files):
     config = {**test_pool, "libvirt_uri": second.uri}
     layer_id = image_upload(host=Host(**config), files=guest_files)
     kernel, initrd, root = (
-        hypervisor.volume_info(second.uri, test_pool["pool_name"], name)
+        second.hypervisor.volume_info(test_pool["pool_name"], name)
         for name in image_volumes(layer_id)
     )
     return kernel, initrd, root
@@ -85,45 +86,45 @@ def test_it_answers_as_a_host_of_its_own(second):
 
 def test_the_same_pool_path_holds_other_files_on_each_host(second, test_pool):
     pool, path = test_pool["pool_name"], Path(test_pool["pool_path"])
-    on_second = hypervisor.volume_create(second.uri, pool, "only-second.qcow2", capacity=2**20)
-    on_system = hypervisor.volume_create(SYSTEM_URI, pool, "only-system.qcow2", capacity=2**20)
+    on_second = second.hypervisor.volume_create(pool, "only-second.qcow2", capacity=2**20)
+    on_system = SYSTEM.volume_create(pool, "only-system.qcow2", capacity=2**20)
     try:
         assert on_second.path == str(path / "only-second.qcow2")
         assert on_system.path == str(path / "only-system.qcow2")
-        assert "only-second.qcow2" not in hypervisor.volume_names(SYSTEM_URI, pool)
-        assert "only-system.qcow2" not in hypervisor.volume_names(second.uri, pool)
+        assert "only-second.qcow2" not in SYSTEM.volume_names(pool)
+        assert "only-system.qcow2" not in second.hypervisor.volume_names(pool)
         # From outside, the second host's files are in its private folder.
         assert second.outside(on_second.path) == second.private_dir / "pool" / "only-second.qcow2"
         assert second.outside(on_second.path).exists()
         assert not (path / "only-second.qcow2").exists()
         assert not second.outside(on_system.path).exists()
     finally:
-        hypervisor.volume_delete(second.uri, pool, "only-second.qcow2")
-        hypervisor.volume_delete(SYSTEM_URI, pool, "only-system.qcow2")
+        second.hypervisor.volume_delete(pool, "only-second.qcow2")
+        SYSTEM.volume_delete(pool, "only-system.qcow2")
 
 
 def test_a_guest_boots_on_a_layer_of_the_second_hosts_image(second, test_pool, second_image):
     pool = test_pool["pool_name"]
     root = second_image[2]
-    disk = hypervisor.volume_create(
-        second.uri, pool, "guest.qcow2", capacity=image_build.ROOT_FS_BYTES, backing_path=root.path
+    disk = second.hypervisor.volume_create(
+        pool, "guest.qcow2", capacity=image_build.ROOT_FS_BYTES, backing_path=root.path
     )
     domain_uuid, console_log, xml = guest_xml(second, test_pool, second_image, disk.path)
     # The backing file is named by the same absolute path as it would be on the first host.
-    assert hypervisor.volume_info(second.uri, pool, "guest.qcow2").backing_path == root.path
-    hypervisor.domain_define(second.uri, xml)
+    assert second.hypervisor.volume_info(pool, "guest.qcow2").backing_path == root.path
+    second.hypervisor.domain_define(xml)
     try:
-        hypervisor.domain_start(second.uri, domain_uuid)
+        second.hypervisor.domain_start(domain_uuid)
         log = second.outside(console_log)
 
         def booted():
             return log.exists() and image_build.READY_LINE in log.read_text(errors="replace")
 
         wait_for(booted, timeout=120, interval=0.5, what="the guest's ready line")
-        assert hypervisor.domain_state(SYSTEM_URI, domain_uuid) is None
+        assert SYSTEM.domain_state(domain_uuid) is None
     finally:
-        hypervisor.domain_undefine(second.uri, domain_uuid)
-        hypervisor.volume_delete(second.uri, pool, "guest.qcow2")
+        second.hypervisor.domain_undefine(domain_uuid)
+        second.hypervisor.volume_delete(pool, "guest.qcow2")
 
 
 def alive(pid: int) -> bool:
@@ -137,8 +138,7 @@ def test_stop_takes_it_down_with_its_guests_and_start_brings_back_its_domains(
     second, test_pool, second_image
 ):
     pool = test_pool["pool_name"]
-    disk = hypervisor.volume_create(
-        second.uri,
+    disk = second.hypervisor.volume_create(
         pool,
         "stopped.qcow2",
         capacity=image_build.ROOT_FS_BYTES,

@@ -50,23 +50,23 @@ def host_b(host, daemon_b, test_pool):
     yield host_b
     if not daemon_b.running():
         daemon_b.start()
-    uri, pool = daemon_b.uri, test_pool["pool_name"]
-    for record in hypervisor.domains(uri):
-        hypervisor.domain_undefine(uri, record.uuid)
-    hypervisor.pool_refresh(uri, pool)
+    on_b, pool = hypervisor.Hypervisor(daemon_b.uri), test_pool["pool_name"]
+    for record in on_b.domains():
+        on_b.domain_undefine(record.uuid)
+    on_b.pool_refresh(pool)
     for _ in range(10):  # layers built on others first
-        names = hypervisor.volume_names(uri, pool)
+        names = on_b.volume_names(pool)
         if not names:
             break
-        backing = {hypervisor.volume_info(uri, pool, n).backing_path for n in names}
+        backing = {on_b.volume_info(pool, n).backing_path for n in names}
         for name in names:
             if not any(b and b.endswith("/" + name) for b in backing):
-                hypervisor.volume_delete(uri, pool, name)
+                on_b.volume_delete(pool, name)
 
 
 def chain_files(vm: VM) -> list[str]:
     """The files of the running guest's disk as its QEMU has them open, top first."""
-    return hypervisor.domain_disk_chain(vm.host.libvirt_uri, vm.domain_uuid)
+    return vm.host.hypervisor.domain_disk_chain(vm.domain_uuid)
 
 
 def test_new_vms_are_placed_on_both_hosts_and_boot_there(make_vm, alice, host, host_b, image):
@@ -172,8 +172,8 @@ def test_a_stopped_vm_moves_to_the_other_host_with_its_disk(
 
     vm = VM.objects.select_related("host", "image", "active_layer").get(pk=vm.pk)
     assert (vm.host, vm.active_layer.host, vm.state) == (host_b, host_b, "stopped")
-    assert hypervisor.domain_state(host.libvirt_uri, vm.domain_uuid) is None
-    assert own_layer.volume_name not in hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    assert host.hypervisor.domain_state(vm.domain_uuid) is None
+    assert own_layer.volume_name not in host.hypervisor.volume_names(host.pool_name)
     succeeded(vm_start(vm=vm, user=alice))
     guest.wait_for_boot(vm)
     assert guest.run(vm, "cat /root/work") == "before-the-move"
@@ -211,5 +211,5 @@ def test_a_live_snapshot_resumes_on_the_host_its_vm_moved_to(
     assert said(vm, "cat /root/marker") == "at-snapshot"
     # B read a copy of the memory file and deleted it; A keeps the snapshot's own.
     memory = snapshot.memory_volume
-    assert memory not in hypervisor.volume_names(host_b.libvirt_uri, host_b.pool_name)
-    assert memory in hypervisor.volume_names(host.libvirt_uri, host.pool_name)
+    assert memory not in host_b.hypervisor.volume_names(host_b.pool_name)
+    assert memory in host.hypervisor.volume_names(host.pool_name)

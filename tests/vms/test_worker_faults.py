@@ -9,7 +9,6 @@ import pytest
 from operations.models import Operation, OperationState
 from tests import guest
 from tests.conftest import Worker, wait_for
-from vms import hypervisor
 from vms.models import VM, VMState
 from vms.services import vm_create, vm_stop
 
@@ -62,6 +61,6 @@ def test_a_worker_process_killed_mid_operation_is_repaired_by_its_cluster(
     assert "The VM is running." in stop.error
     vm.refresh_from_db()
     assert vm.state == VMState.RUNNING
-    assert hypervisor.domain_state(vm.host.libvirt_uri, vm.domain_uuid) == "running"
+    assert vm.host.hypervisor.domain_state(vm.domain_uuid) == "running"
     # The VM is free for the next operation.
     assert vm_stop(vm=vm, user=alice, force=True).state == OperationState.QUEUED
