@@ -60,12 +60,14 @@ class Lab:
             self.host.hypervisor.domain_undefine(leftover.domain_uuid)
 
     def vm(self, name: str, disk_gib: int = 4):
-        from vms.models import VM
+        from vms.models import VM, vm_id_of_lock
         from vms.services import vm_create
 
         VM.objects.filter(owner=self.user, name=name).update(name=f"{name}-old-{time.time_ns()}")
         operation = _ok(vm_create(owner=self.user, name=name, image=self.image, disk_gib=disk_gib))
-        vm = VM.objects.select_related("host", "image", "active_layer").get(pk=operation.vm_id)
+        vm = VM.objects.select_related("host", "image", "active_layer").get(
+            pk=vm_id_of_lock(operation.lock)
+        )
         self.wait_for_boot(vm)
         return vm
 
@@ -153,7 +155,7 @@ def snapshot_operations(lab: Lab, sizes=(1, 4, 8), repeats: int = 5) -> dict:
     from snapshots.models import Snapshot
     from snapshots.services import snapshot_delete, snapshot_new_vm, snapshot_restore, snapshot_take
     from vms import layers
-    from vms.models import VM
+    from vms.models import VM, vm_id_of_lock
 
     results = {}
     for data_gib in sizes:
@@ -183,7 +185,7 @@ def snapshot_operations(lab: Lab, sizes=(1, 4, 8), repeats: int = 5) -> dict:
                     )
                 )
                 times["new_vm"].append(seconds)
-                lab.delete(VM.objects.get(pk=operation.vm_id))
+                lab.delete(VM.objects.get(pk=vm_id_of_lock(operation.lock)))
                 for extra in Snapshot.objects.filter(source_vm=vm):
                     _ok(snapshot_delete(snapshot=extra, user=lab.user))
                 vm.refresh_from_db()

@@ -142,7 +142,7 @@ def live_snapshots(lab: Lab, repeats: int = 5) -> dict:
                 op = _ok(
                     snapshot_take(vm=vm, user=lab.user, name=f"{kind}-{i}", include_memory=memory)
                 )
-                taken[kind] = Snapshot.objects.get(pk=op.snapshot_id)
+                taken[kind] = Snapshot.objects.get(pk=op.subject_pk)
 
             paused, seconds = _paused_seconds(vm, action)
             samples[f"paused_{kind}_take_s"].append(paused)

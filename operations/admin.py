@@ -2,13 +2,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from core.errors import ServiceError
-from operations.models import (
-    IdempotentRequest,
-    Operation,
-    OrphanSighting,
-    ReconcileRun,
-    WorkerHeartbeat,
-)
+from operations.models import IdempotentRequest, Operation, WorkerHeartbeat
 from operations.services import PERIODIC_TASKS, operation_mark_failed, operation_retry
 
 
@@ -28,7 +22,7 @@ class OperationAdmin(admin.ModelAdmin):
     list_filter = ["state", "kind", "created_at"]
     search_fields = ["target_name", "owner__username", "error", "id"]
     list_select_related = ["owner"]
-    raw_id_fields = ["owner", "requester", "vm", "snapshot"]
+    raw_id_fields = ["owner", "requester"]
     readonly_fields = [f.name for f in Operation._meta.fields]
     date_hierarchy = "created_at"
     actions = ["retry", "mark_failed", "run_reconciler"]
@@ -64,21 +58,6 @@ class OperationAdmin(admin.ModelAdmin):
         self.message_user(
             request, "The reconciler is running; its report appears under Reconcile runs."
         )
-
-
-@admin.register(ReconcileRun)
-class ReconcileRunAdmin(admin.ModelAdmin):
-    list_display = ["started_at", "finished_at", "problems"]
-    readonly_fields = ["started_at", "finished_at", "problems", "summary"]
-    list_filter = ["started_at"]
-
-
-@admin.register(OrphanSighting)
-class OrphanSightingAdmin(admin.ModelAdmin):
-    list_display = ["kind", "name", "host", "first_seen"]
-    list_filter = ["kind", "host"]
-    search_fields = ["name"]
-    list_select_related = ["host"]
 
 
 @admin.register(WorkerHeartbeat)

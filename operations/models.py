@@ -3,6 +3,8 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import Q
 
@@ -25,13 +27,24 @@ class OperationQuerySet(OwnedQuerySet):
     def active(self):
         return self.filter(state__in=ACTIVE_STATES)
 
+    def holding(self, lock: str):
+        """The operations that hold (or held) `lock`."""
+        return self.filter(lock=lock)
+
+    def about(self, subject):
+        """The operations whose subject is `subject` (any model instance)."""
+        subject_type = ContentType.objects.get_for_model(subject)
+        return self.filter(subject_type=subject_type, subject_id=str(subject.pk))
+
 
 class Operation(models.Model):
-    """A long-running action on a VM or snapshot: what the progress bar, the API's 202 answer,
-    the activity log and the admin's repair list all read.
+    """A long-running action: what the progress bar, the API's 202 answer, the activity log and
+    the admin's repair list all read. It names no app: what it acts on is its `subject` (any
+    row, for display and lookups), and what it must have to itself while it is queued or running
+    is its `lock`, a key the app that starts it chooses (`"vm:<id>"`).
 
-    At most one operation is active (queued or running) per VM; the database enforces it, so two
-    requests racing for one VM cannot both get through.
+    At most one operation is active per lock; the database enforces it, so two requests racing
+    for one VM cannot both get through.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -52,16 +65,17 @@ class Operation(models.Model):
         on_delete=models.SET_NULL,
         related_name="requested_operations",
     )
-    vm = models.ForeignKey(
-        "vms.VM", null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
-    )
-    snapshot = models.ForeignKey(
-        "snapshots.Snapshot",
-        null=True,
+    lock = models.CharField(
+        max_length=80,
         blank=True,
-        on_delete=models.SET_NULL,
-        related_name="operations",
+        help_text="What it has to itself while queued or running (e.g. 'vm:<id>'); kept after it "
+        "ends, to find a VM's operations, and emptied when that VM is deleted.",
     )
+    subject_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    subject_id = models.CharField(max_length=64, blank=True)
+    subject = GenericForeignKey("subject_type", "subject_id")
     target_name = models.CharField(max_length=200, help_text="What it acted on, for the record.")
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
@@ -87,9 +101,9 @@ class Operation(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["vm"],
-                condition=Q(state__in=["queued", "running"]),
-                name="one_active_operation_per_vm",
+                fields=["lock"],
+                condition=Q(state__in=["queued", "running"]) & ~Q(lock=""),
+                name="one_active_operation_per_lock",
             ),
             models.UniqueConstraint(
                 fields=["owner", "idempotency_key"],
@@ -100,6 +114,8 @@ class Operation(models.Model):
         ]
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["lock", "-created_at"], name="operation_lock"),
+            models.Index(fields=["subject_type", "subject_id"], name="operation_subject"),
             # What the worker's frequent sweep for dead workers reads.
             models.Index(
                 fields=["lease_expires_at"],
@@ -110,6 +126,11 @@ class Operation(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.target_name} ({self.state})"
+
+    @property
+    def subject_pk(self) -> str | None:
+        """The primary key of what it is about, None when nothing (or it was deleted)."""
+        return self.subject_id or None
 
     @property
     def is_active(self) -> bool:
@@ -157,40 +178,3 @@ class IdempotentRequest(models.Model):
 
     def __str__(self):
         return f"{self.owner_id}:{self.key}"
-
-
-class OrphanSighting(models.Model):
-    """Something in libvirt that no row accounts for, and since when: the reconciler removes it
-    only after a grace period, so work that is being set up right now is never mistaken for it."""
-
-    class Kind(models.TextChoices):
-        DOMAIN = "domain", "Domain"
-        VOLUME = "volume", "Volume"
-
-    host = models.ForeignKey("vms.Host", on_delete=models.CASCADE, related_name="orphans")
-    kind = models.CharField(max_length=8, choices=Kind.choices)
-    name = models.CharField(max_length=255)
-    first_seen = models.DateTimeField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["host", "kind", "name"], name="orphan_sighting_unique")
-        ]
-
-    def __str__(self):
-        return f"{self.kind} {self.name}"
-
-
-class ReconcileRun(models.Model):
-    """What one run of the reconciler found and did."""
-
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
-    summary = models.TextField()
-    problems = models.PositiveIntegerField(default=0, help_text="Findings that needed action.")
-
-    class Meta:
-        ordering = ["-started_at"]
-
-    def __str__(self):
-        return f"Reconcile at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.problems} found)"

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -76,32 +77,35 @@ def operation_start(
     kind: str,
     owner,
     requester=None,
-    vm=None,
+    lock: str = "",
+    subject=None,
     target_name: str,
     params: dict | None = None,
     idempotency_key: str | None = None,
 ) -> Operation:
     """Record a queued operation and enqueue its task when the transaction commits.
 
-    Raises `Busy` when the VM already has an active operation: the database's partial unique
+    Raises `Busy` when another active operation holds `lock`: the database's partial unique
     index decides, so of two racing requests exactly one gets through.
     """
     fields = {
         "kind": kind,
         "owner": owner,
         "requester": requester,
-        "vm": vm,
+        "lock": lock,
         "target_name": target_name,
         "params": params or {},
         "idempotency_key": idempotency_key,
         "message": "Waiting for a worker",
     }
+    if subject is not None:  # a generic relation set to None would store a NULL id
+        fields["subject"] = subject
     for _attempt in range(2):
         try:
             with transaction.atomic():
                 operation = Operation.objects.create(**fields)
         except IntegrityError:
-            active = Operation.objects.active().filter(vm=vm).first() if vm is not None else None
+            active = Operation.objects.active().holding(lock).first() if lock else None
             if active is not None:
                 raise Busy(active) from None
             # The other operation ended between our insert and this read: try once more.
@@ -111,14 +115,17 @@ def operation_start(
     raise Busy(None)
 
 
-def operation_record_skipped(*, kind: str, owner, vm=None, target_name: str, reason: str):
+def operation_record_skipped(
+    *, kind: str, owner, lock: str = "", subject=None, target_name: str, reason: str
+):
     """Record an operation that was due but did not run (a scheduled snapshot the plan had no
     room for), so that the activity log says so. It is never queued."""
     now = timezone.now()
     return Operation.objects.create(
         kind=kind,
         owner=owner,
-        vm=vm,
+        lock=lock,
+        **({"subject": subject} if subject is not None else {}),
         target_name=target_name[:200],
         state=OperationState.SKIPPED,
         message=reason[:255],
@@ -142,6 +149,23 @@ def operation_enqueue(operation: Operation) -> None:
     """Send the operation's task once the transaction that recorded it commits."""
     operation_id, kind = operation.id, operation.kind
     transaction.on_commit(lambda: operation_send(operation_id, kind))
+
+
+def operation_subject_set(operation: Operation, subject) -> None:
+    """Make `subject` what the operation is about (a row made after the operation was)."""
+    subject_type = ContentType.objects.get_for_model(subject)
+    Operation.objects.filter(pk=operation.pk).update(
+        subject_type=subject_type, subject_id=str(subject.pk)
+    )
+    operation.subject = subject
+
+
+def operations_forget(subject, *, lock: str = "") -> None:
+    """A row the operations named is being deleted: they keep their record (target_name says
+    what it was) and lose the link to it, and, with `lock`, the lock it gave them."""
+    Operation.objects.about(subject).update(subject_type=None, subject_id="")
+    if lock:
+        Operation.objects.holding(lock).update(lock="")
 
 
 def operation_report(operation: Operation, *, progress: int, message: str) -> None:
@@ -171,7 +195,7 @@ def operation_claim(operation_id) -> Operation | None:
     )
     if not claimed:
         return None
-    return Operation.objects.select_related("vm", "owner").get(pk=operation_id)
+    return Operation.objects.select_related("owner").get(pk=operation_id)
 
 
 def operation_finish(operation: Operation, *, error: str = "", result: dict | None = None) -> bool:
@@ -269,7 +293,7 @@ def operations_expire(*, now=None) -> list[Operation]:
         Q(lease_expires_at__lt=now) | Q(deadline__lt=now), state=OperationState.RUNNING
     )
     failed = []
-    for operation in expired.select_related("vm", "owner"):
+    for operation in expired.select_related("owner"):
         worker = operation.worker or "unknown"
         if operation.deadline and operation.deadline < now:
             error = f"The worker running this ({worker}) did not finish it in time."
@@ -335,7 +359,7 @@ def operation_retry(operation: Operation) -> Operation:
                 lease_expires_at=None,
             )
     except IntegrityError:
-        raise Busy(Operation.objects.active().filter(vm=operation.vm_id).first()) from None
+        raise Busy(Operation.objects.active().holding(operation.lock).first()) from None
     if not updated:
         raise InvalidState("Only a failed operation can be retried.")
     operation.refresh_from_db()
@@ -365,20 +389,17 @@ def heartbeat_record() -> WorkerHeartbeat:
 
 
 def records_prune(*, now=None) -> dict[str, int]:
-    """Delete the records that only grow once they are older than their retention: reconcile
-    reports, heartbeats of workers gone quiet, orphan sightings, failed task records (after
-    RECORD_RETENTION_DAYS) and idempotency records (after IDEMPOTENCY_KEY_HOURS). Operations are
-    the users' history and are kept."""
+    """Delete the records that only grow once they are older than their retention: heartbeats
+    of workers gone quiet, failed task records (after RECORD_RETENTION_DAYS) and idempotency
+    records (after IDEMPOTENCY_KEY_HOURS). Operations are the users' history and are kept."""
     from django_q.models import Task
 
-    from operations.models import IdempotentRequest, OrphanSighting, ReconcileRun
+    from operations.models import IdempotentRequest
 
     now = now or timezone.now()
     old = now - timedelta(days=settings.RECORD_RETENTION_DAYS)
     pruned = {
-        "reconcile runs": ReconcileRun.objects.filter(started_at__lt=old).delete()[0],
         "worker heartbeats": WorkerHeartbeat.objects.filter(last_seen__lt=old).delete()[0],
-        "orphan sightings": OrphanSighting.objects.filter(first_seen__lt=old).delete()[0],
         "task records": Task.objects.filter(stopped__lt=old).delete()[0],
         "idempotency records": IdempotentRequest.objects.filter(
             created_at__lt=now - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)

@@ -9,7 +9,11 @@ from operations.models import Operation
 @login_required
 @require_GET
 def activity(request):
-    operations = Operation.objects.owned_by(request.user).select_related("vm", "requester")
+    operations = (
+        Operation.objects.owned_by(request.user)
+        .select_related("requester")
+        .prefetch_related("subject")
+    )
     page = Paginator(operations, 25).get_page(request.GET.get("page"))
     busy = any(operation.is_active for operation in page)
     context = {"page": page, "busy": busy}

@@ -134,7 +134,8 @@ def _take(policy: SnapshotPolicy, run: PolicyRun) -> None:
         run.operation = operation_record_skipped(
             kind=SnapshotOperationKind.TAKE,
             owner=vm.owner,
-            vm=vm,
+            lock=vm.lock,
+            subject=vm,
             target_name=f"{vm.name}: {name}",
             reason=reason,
         )
@@ -142,7 +143,7 @@ def _take(policy: SnapshotPolicy, run: PolicyRun) -> None:
         run.outcome, run.operation, run.snapshot_id = (
             PolicyRunOutcome.TAKEN,
             operation,
-            operation.snapshot_id,
+            operation.subject_pk,
         )
         run.message = f"Taking {name!r}"
     run.save()

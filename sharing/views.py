@@ -14,6 +14,7 @@ from sharing import selectors, services
 from sharing.forms import InvitationForm, JoinForm, SharedNewVMForm, ShareForm
 from sharing.models import Invitation, Share
 from snapshots.models import Snapshot
+from vms.models import vm_id_of_lock
 
 
 def _share_page(request, snapshot, *, share_form=None, invitation_form=None):
@@ -171,5 +172,5 @@ def shared_new_vm(request, pk):
         )
         if started:
             messages.success(request, f"Creating VM {data['name']!r} from {snapshot.name!r}…")
-            return redirect("vm_detail", operation.vm_id)
+            return redirect("vm_detail", vm_id_of_lock(operation.lock))
     return render(request, "sharing/new_vm.html", {"snapshot": snapshot, "form": form})

@@ -18,3 +18,16 @@ class SnapshotsConfig(AppConfig):
             (Kind.DELETE, runners.snapshot_delete_run),
         ):
             registry.register(kind, kind.label, job=run, repair=runners.snapshot_operation_repair)
+
+        from django.db.models.signals import post_delete
+
+        from snapshots.models import Snapshot
+
+        post_delete.connect(_snapshot_deleted, sender=Snapshot, dispatch_uid="snapshots.deleted")
+
+
+def _snapshot_deleted(sender, instance, **kwargs):
+    """A deleted snapshot's operations stay in the activity log, without a link to it."""
+    from operations.services import operations_forget
+
+    operations_forget(instance)

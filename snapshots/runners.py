@@ -29,15 +29,17 @@ from snapshots.models import (
 )
 from snapshots.services import snapshot_forget
 from vms import hypervisor, layers
-from vms.models import VM, Host, Layer
+from vms.models import VM, Host, Layer, vm_id_of_lock
 from vms.runners import domain_define, vm_operation_repair, vm_sync_state
 from vms.services import layers_merge_pending
 
 
 def _vm(operation: Operation) -> VM:
-    if operation.vm_id is None:
+    if vm_id_of_lock(operation.lock) is None:
         raise OperationFailed("The VM no longer exists.")
-    return VM.objects.select_related("host", "image", "active_layer__host").get(pk=operation.vm_id)
+    return VM.objects.select_related("host", "image", "active_layer__host").get(
+        pk=vm_id_of_lock(operation.lock)
+    )
 
 
 def _running(vm: VM) -> bool:
@@ -46,7 +48,7 @@ def _running(vm: VM) -> bool:
 
 def snapshot_take_run(operation: Operation) -> dict:
     vm = _vm(operation)
-    snapshot = Snapshot.objects.filter(pk=operation.snapshot_id).first()
+    snapshot = Snapshot.objects.filter(pk=operation.subject_pk).first()
     if snapshot is None:
         raise OperationFailed("The snapshot was deleted before it could be taken.")
     if snapshot.state != SnapshotState.CREATING:
@@ -144,7 +146,7 @@ def switch_to_new_layer(
 def snapshot_restore_run(operation: Operation) -> dict:
     vm = _vm(operation)
     snapshot = (
-        Snapshot.objects.select_related("layer__host").filter(pk=operation.snapshot_id).first()
+        Snapshot.objects.select_related("layer__host").filter(pk=operation.subject_pk).first()
     )
     if snapshot is None or snapshot.layer is None:
         raise OperationFailed("The snapshot was deleted before it could be restored.")
@@ -261,7 +263,9 @@ def snapshot_delete_run(operation: Operation) -> dict:
 
 def snapshot_operation_repair(operation: Operation) -> str:
     """Resolve a snapshot operation whose worker died half-way; say what was done."""
-    vm = VM.objects.select_related("host", "image", "active_layer").filter(pk=operation.vm_id)
+    vm = VM.objects.select_related("host", "image", "active_layer").filter(
+        pk=vm_id_of_lock(operation.lock)
+    )
     vm = vm.first()
     if operation.started_at is None and operation.kind in (
         SnapshotOperationKind.TAKE,
@@ -269,7 +273,7 @@ def snapshot_operation_repair(operation: Operation) -> str:
     ):
         # Failed while queued (an admin's "mark failed"): no worker touched anything yet.
         if operation.kind == SnapshotOperationKind.TAKE:
-            Snapshot.objects.filter(pk=operation.snapshot_id, state=SnapshotState.CREATING).delete()
+            Snapshot.objects.filter(pk=operation.subject_pk, state=SnapshotState.CREATING).delete()
             return "It had not started; the snapshot was not taken."
         return "It had not started; the VM keeps its disk."
     if operation.kind == SnapshotOperationKind.TAKE:
@@ -283,7 +287,7 @@ def snapshot_operation_repair(operation: Operation) -> str:
 
 
 def _recover_take(operation: Operation, vm: VM | None) -> str:
-    snapshot = Snapshot.objects.filter(pk=operation.snapshot_id).first()
+    snapshot = Snapshot.objects.filter(pk=operation.subject_pk).first()
     if snapshot is None or snapshot.state != SnapshotState.CREATING:
         return vm_sync_state(vm) if vm else "Nothing was left to repair."
     if vm is None:
@@ -359,7 +363,7 @@ def _recover_memory_resume(operation: Operation, vm: VM) -> str:
     otherwise the guest's memory and its disk would disagree. Then the VM boots instead.
     """
     snapshot = (
-        Snapshot.objects.select_related("layer__host").filter(pk=operation.snapshot_id).first()
+        Snapshot.objects.select_related("layer__host").filter(pk=operation.subject_pk).first()
     )
     usable = snapshot is not None and snapshot.layer is not None
     if usable and layers.layer_unwritten(vm.active_layer):

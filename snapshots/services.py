@@ -13,7 +13,7 @@ from django.template.defaultfilters import filesizeformat
 
 from core.errors import InvalidState, LimitExceeded
 from operations.models import Operation
-from operations.services import operation_start
+from operations.services import operation_start, operation_subject_set
 from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
 from snapshots.selectors import usage_for
 from vms.models import VM, Layer, VMState
@@ -84,7 +84,7 @@ def snapshot_take(
             kind=SnapshotOperationKind.TAKE,
             owner=vm.owner,
             requester=user,
-            vm=vm,
+            lock=vm.lock,
             target_name=f"{vm.name}: {name}",
             idempotency_key=idempotency_key,
         )
@@ -111,8 +111,7 @@ def snapshot_take(
             disk_bytes=vm.disk_bytes,
             includes_memory=bool(include_memory),
         )
-        Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
-        operation.snapshot = snapshot
+        operation_subject_set(operation, snapshot)
     return operation
 
 
@@ -160,7 +159,8 @@ def snapshot_restore(
             kind=SnapshotOperationKind.RESTORE,
             owner=vm.owner,
             requester=user,
-            vm=vm,
+            lock=vm.lock,
+            subject=snapshot,
             target_name=f"{vm.name}: {snapshot.name}",
             params={"snapshot": str(snapshot.pk), "memory": memory},
             idempotency_key=idempotency_key,
@@ -171,8 +171,6 @@ def snapshot_restore(
                 f"VM {vm.name!r} is {current.get_state_display().lower()}; "
                 "a restore needs a VM that is running or stopped."
             )
-        Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
-        operation.snapshot = snapshot
     return operation
 
 
@@ -225,13 +223,12 @@ def snapshot_new_vm(
                 kind=SnapshotOperationKind.NEW_VM,
                 owner=owner,
                 requester=user,
-                vm=vm,
+                lock=vm.lock,
+                subject=snapshot,
                 target_name=f"{name} from {snapshot.name}",
                 params={"snapshot": str(snapshot.pk), "full_copy": bool(full_copy)},
                 idempotency_key=idempotency_key,
             )
-            Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
-            operation.snapshot = snapshot
             return operation
     except IntegrityError:
         vm_name_check(owner, name)
@@ -273,7 +270,7 @@ def snapshot_delete(*, snapshot: Snapshot, user, idempotency_key: str | None = N
             raise InvalidState(
                 f"Snapshot {locked.name!r} is still being created; delete it when it is ready."
             )
-        in_use = Operation.objects.active().filter(snapshot=locked).first()
+        in_use = Operation.objects.active().about(locked).first()
         if in_use is not None:
             raise InvalidState(
                 f"Snapshot {locked.name!r} is in use ({in_use.get_kind_display().lower()}); "

@@ -10,7 +10,7 @@ from snapshots import page_links, services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import Snapshot, SnapshotState
 from snapshots.selectors import usage_for
-from vms.models import VM
+from vms.models import VM, vm_id_of_lock
 
 PAGE_SIZE = 50
 
@@ -93,7 +93,7 @@ def snapshot_new_vm(request, pk):
     )
     if operation is None:
         return back(request, "snapshot_list")
-    return redirect("vm_detail", operation.vm_id)
+    return redirect("vm_detail", vm_id_of_lock(operation.lock))
 
 
 @login_required

@@ -363,14 +363,16 @@ def image(host, image_files, guest_files):
 @pytest.fixture
 def make_vm(transactional_db, image, sync_tasks):
     """Create and boot real VMs through the service, the way a user's request would."""
-    from vms.models import VM
+    from vms.models import VM, vm_id_of_lock
     from vms.services import vm_create
 
     def make(owner, name="box", **kwargs):
         operation = vm_create(owner=owner, name=name, image=image, **kwargs)
         operation.refresh_from_db()
         assert operation.state == "succeeded", operation.error
-        return VM.objects.select_related("host", "image", "active_layer").get(pk=operation.vm_id)
+        return VM.objects.select_related("host", "image", "active_layer").get(
+            pk=vm_id_of_lock(operation.lock)
+        )
 
     return make
 

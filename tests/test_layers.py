@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.test.utils import isolate_apps
 
 from tests.conftest import ROOT
 
@@ -101,3 +102,56 @@ def test_the_hypervisor_adapter_importing_django_or_the_domain_breaks_its_contra
 
     assert result.returncode != 0
     assert "vms.hypervisor is not allowed to import" in result.stdout
+
+
+# The layers of the apps, lowest first, as `.importlinter` has them; Django's own apps are below.
+LAYER = {
+    "core": 0,
+    "accounts": 1,
+    "operations": 2,
+    "vms": 3,
+    "snapshots": 3,
+    "schedules": 4,
+    "sharing": 4,
+    "transfers": 4,
+}
+
+
+def upward_links(models) -> list[str]:
+    """Every relation from a model to a model of a higher layer (foreign keys, one-to-ones,
+    many-to-manys; a generic relation is not one)."""
+    found = []
+    for model in models:
+        if model._meta.app_label not in LAYER:
+            continue  # Django's own apps (the admin's log names the user model)
+        source = LAYER[model._meta.app_label]
+        for field in model._meta.get_fields(include_hidden=True):
+            if not field.is_relation or field.auto_created or field.related_model is None:
+                continue
+            target = LAYER.get(field.related_model._meta.app_label, -1)
+            if target > source:
+                found.append(
+                    f"{model._meta.label}.{field.name} -> {field.related_model._meta.label}"
+                )
+    return found
+
+
+def test_no_relation_points_up_the_layers():
+    from django.apps import apps
+
+    assert upward_links(apps.get_models()) == []
+
+
+@isolate_apps("operations")
+def test_a_relation_up_the_layers_is_found():
+    from django.db import models
+
+    from vms.models import VM
+
+    class Upward(models.Model):  # noqa: DJ008
+        vm = models.ForeignKey(VM, on_delete=models.CASCADE)
+
+        class Meta:
+            app_label = "operations"
+
+    assert upward_links([Upward]) == ["operations.Upward.vm -> vms.VM"]

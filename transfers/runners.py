@@ -78,7 +78,7 @@ def import_run(operation: Operation) -> dict:
     upload = quarantine.folder() / operation.params["file"]
     rewritten = quarantine.folder() / operation.params.get("rewritten", "missing")
     try:
-        snapshot = Snapshot.objects.select_related("owner").filter(pk=operation.snapshot_id).first()
+        snapshot = Snapshot.objects.select_related("owner").filter(pk=operation.subject_pk).first()
         if snapshot is None:
             raise OperationFailed("The snapshot was deleted before it was imported.")
         if snapshot.state != SnapshotState.CREATING:
@@ -183,7 +183,7 @@ def transfer_operation_repair(operation: Operation) -> str:
     for name in ("file", "rewritten"):
         (quarantine.folder() / operation.params.get(name, "missing")).unlink(missing_ok=True)
     snapshot = Snapshot.objects.filter(
-        pk=operation.snapshot_id, state=SnapshotState.CREATING
+        pk=operation.subject_pk, state=SnapshotState.CREATING
     ).first()
     layer_id = operation.params.get("layer")
     if snapshot is None:

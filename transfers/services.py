@@ -84,12 +84,11 @@ def export_start(
             kind=TransferOperationKind.EXPORT,
             owner=owner,
             requester=user,
+            subject=locked,
             target_name=locked.name,
             params={"export": str(export.pk)},
             idempotency_key=idempotency_key,
         )
-        Operation.objects.filter(pk=operation.pk).update(snapshot=locked)
-        operation.snapshot = locked
         Export.objects.filter(pk=export.pk).update(operation=operation)
         export.operation = operation
     return export, operation
@@ -300,6 +299,7 @@ def snapshot_import(
                 kind=TransferOperationKind.IMPORT,
                 owner=owner,
                 requester=requester,
+                subject=snapshot,
                 target_name=name,
                 params={
                     "file": kept.name,
@@ -309,8 +309,6 @@ def snapshot_import(
                 },
                 idempotency_key=idempotency_key,
             )
-            Operation.objects.filter(pk=operation.pk).update(snapshot=snapshot)
-            operation.snapshot = snapshot
         return operation
     except BaseException:
         if kept is not None:

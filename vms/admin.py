@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 
 from core.errors import ServiceError
-from vms.models import VM, Host, Image, Layer
+from vms.models import VM, Host, Image, Layer, OrphanSighting, ReconcileRun
 from vms.services import vm_flatten, vm_move, vm_repair
 
 
@@ -134,3 +134,18 @@ class VMAdmin(admin.ModelAdmin):
             except ServiceError as exc:
                 self.message_user(request, f"{vm}: {exc.message}", messages.WARNING)
         self.message_user(request, f"Started {doing} {started} VM(s).")
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "finished_at", "problems"]
+    readonly_fields = ["started_at", "finished_at", "problems", "summary"]
+    list_filter = ["started_at"]
+
+
+@admin.register(OrphanSighting)
+class OrphanSightingAdmin(admin.ModelAdmin):
+    list_display = ["kind", "name", "host", "first_seen"]
+    list_filter = ["kind", "host"]
+    search_fields = ["name"]
+    list_select_related = ["host"]

@@ -29,6 +29,19 @@ class VmsConfig(AppConfig):
         periodic_task_register("reconcile", "vms.tasks.reconcile", minutes=5)
         periodic_task_register("check hosts", "vms.tasks.check_hosts", minutes=1)
 
+        from django.db.models.signals import post_delete
+
+        from vms.models import VM
+
+        post_delete.connect(_vm_deleted, sender=VM, dispatch_uid="vms.vm_deleted")
+
+
+def _vm_deleted(sender, instance, **kwargs):
+    """A deleted VM's operations stay in the activity log, without a link to it."""
+    from operations.services import operations_forget
+
+    operations_forget(instance, lock=instance.lock)
+
 
 def _register_operations():
     from operations import registry

@@ -194,6 +194,24 @@ class VMState(models.TextChoices):
     ERROR = "error", "Error"
 
 
+LOCK_PREFIX = "vm:"
+
+
+def vm_lock(vm_id) -> str:
+    """The lock key of a VM's operations (`Operation.lock`): one active operation per VM."""
+    return f"{LOCK_PREFIX}{vm_id}"
+
+
+def vm_id_of_lock(lock: str) -> uuid.UUID | None:
+    """The VM an operation's lock names, or None."""
+    if not lock.startswith(LOCK_PREFIX):
+        return None
+    try:
+        return uuid.UUID(lock.removeprefix(LOCK_PREFIX))
+    except ValueError:
+        return None
+
+
 class VMQuerySet(OwnedQuerySet):
     def visible(self):
         """VMs a user sees: everything but those on their way out."""
@@ -272,3 +290,47 @@ class VM(models.Model):
         from django.urls import reverse
 
         return reverse("vm_detail", args=[self.id])
+
+    @property
+    def lock(self) -> str:
+        """The key its operations hold (one at a time)."""
+        return vm_lock(self.pk)
+
+
+class OrphanSighting(models.Model):
+    """Something in libvirt that no row accounts for, and since when: the reconciler removes it
+    only after a grace period, so work that is being set up right now is never mistaken for it."""
+
+    class Kind(models.TextChoices):
+        DOMAIN = "domain", "Domain"
+        VOLUME = "volume", "Volume"
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="orphans")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=255)
+    first_seen = models.DateTimeField()
+
+    class Meta:
+        db_table = "operations_orphansighting"  # made by the operations app, moved here
+        constraints = [
+            models.UniqueConstraint(fields=["host", "kind", "name"], name="orphan_sighting_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.name}"
+
+
+class ReconcileRun(models.Model):
+    """What one run of the reconciler found and did."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    summary = models.TextField()
+    problems = models.PositiveIntegerField(default=0, help_text="Findings that needed action.")
+
+    class Meta:
+        db_table = "operations_reconcilerun"  # made by the operations app, moved here
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Reconcile at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.problems} found)"

@@ -25,15 +25,22 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from operations.models import (
-    Operation,
-    OrphanSighting,
-    ReconcileRun,
-)
+from operations.models import Operation
 from operations.services import operations_expire, operations_resend
 from snapshots.models import Snapshot
 from vms import hypervisor, layers
-from vms.models import VM, Host, HostState, Image, Layer, LayerState, VMState
+from vms.models import (
+    VM,
+    Host,
+    HostState,
+    Image,
+    Layer,
+    LayerState,
+    OrphanSighting,
+    ReconcileRun,
+    VMState,
+    vm_id_of_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +85,18 @@ def reconcile(*, now=None, grace: timedelta | None = None) -> Report:
         summary=report.text(),
         problems=len(report.found),
     )
+    records_prune(now=now)
     return report
+
+
+def records_prune(*, now=None) -> dict[str, int]:
+    """Delete the reconciler's own records once older than RECORD_RETENTION_DAYS: its reports,
+    and sightings of things that have been gone that long."""
+    old = (now or timezone.now()) - timedelta(days=settings.RECORD_RETENTION_DAYS)
+    return {
+        "reconcile runs": ReconcileRun.objects.filter(started_at__lt=old).delete()[0],
+        "orphan sightings": OrphanSighting.objects.filter(first_seen__lt=old).delete()[0],
+    }
 
 
 def _operations(report: Report, now, grace: timedelta) -> None:
@@ -99,7 +117,8 @@ def _host(report: Report, host: Host, now, grace: timedelta) -> None:
         for record in host.hypervisor.domains()
         if record.metadata.get("pool") == host.pool_name
     }
-    busy = set(Operation.objects.active().exclude(vm=None).values_list("vm_id", flat=True))
+    locks = Operation.objects.active().values_list("lock", flat=True)
+    busy = {vm_id_of_lock(lock) for lock in locks} - {None}
     vms = list(VM.objects.filter(host=host).select_related("host"))
     known_domains = {vm.domain_uuid for vm in vms}
 

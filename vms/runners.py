@@ -18,7 +18,7 @@ from operations.failpoints import failpoint
 from operations.models import Operation
 from operations.services import operation_report
 from vms import hypervisor, layers, network
-from vms.models import VM, Host, Layer, VMState
+from vms.models import VM, Host, Layer, VMState, vm_id_of_lock
 
 
 def console_log_path(vm: VM) -> str:
@@ -57,12 +57,12 @@ def domain_define(vm: VM) -> None:
 
 
 def _vm(operation: Operation) -> VM:
-    if operation.vm_id is None:
+    if vm_id_of_lock(operation.lock) is None:
         raise OperationFailed("The VM no longer exists.")
     vm = VM.objects.select_related(
         "host", "image", "active_layer__host", "source_snapshot__layer__host"
-    ).get(pk=operation.vm_id)
-    operation.vm = vm
+    ).get(pk=vm_id_of_lock(operation.lock))
+
     return vm
 
 
@@ -335,7 +335,9 @@ def _move_undo(vm: VM, source: Host) -> None:
 
 def vm_move_repair(operation: Operation) -> str:
     """A move whose worker died: finished when the VM's layer already moved, else undone."""
-    vm = VM.objects.select_related("host", "image", "active_layer").filter(pk=operation.vm_id)
+    vm = VM.objects.select_related("host", "image", "active_layer").filter(
+        pk=vm_id_of_lock(operation.lock)
+    )
     vm = vm.first()
     if vm is None:
         return "Nothing was left to repair."
@@ -364,9 +366,11 @@ def layer_merge_repair(operation: Operation) -> str:
 
 def vm_operation_repair(operation: Operation) -> str:
     """Bring a VM whose operation died half-way to a consistent state; say what was done."""
-    if operation.vm_id is None:
+    if vm_id_of_lock(operation.lock) is None:
         return "Nothing was left to repair."
-    vm = VM.objects.select_related("host", "image", "active_layer").filter(pk=operation.vm_id)
+    vm = VM.objects.select_related("host", "image", "active_layer").filter(
+        pk=vm_id_of_lock(operation.lock)
+    )
     vm = vm.first()
     if vm is None:
         return "Nothing was left to repair."

@@ -263,7 +263,8 @@ def vm_create(
                 kind=VMOperationKind.CREATE,
                 owner=owner,
                 requester=requester or owner,
-                vm=vm,
+                lock=vm.lock,
+                subject=vm,
                 target_name=name,
                 params={"image": image.slug},
                 idempotency_key=idempotency_key,
@@ -322,7 +323,8 @@ def vm_act(
             kind=kind,
             owner=vm.owner,
             requester=user,
-            vm=vm,
+            lock=vm.lock,
+            subject=vm,
             target_name=vm.name,
             params=params,
             idempotency_key=idempotency_key,
@@ -370,7 +372,8 @@ def vm_move(*, vm: VM, user, host: Host | None = None) -> Operation:
             kind=VMOperationKind.MOVE,
             owner=vm.owner,
             requester=user,
-            vm=vm,
+            lock=vm.lock,
+            subject=vm,
             target_name=vm.name,
         )
         current = VM.objects.select_related("host", "active_layer").get(pk=vm.pk)
@@ -445,7 +448,8 @@ def layer_merge_start(layer: Layer) -> Operation | None:
         return operation_start(
             kind=VMOperationKind.MERGE,
             owner=owner,
-            vm=vm,
+            lock=vm.lock if vm else "",
+            subject=vm,
             target_name=vm.name if vm else "Disk layers",
             params={"layer": str(layer.pk)},
         )

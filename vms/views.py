@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch
+from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -18,30 +18,28 @@ from snapshots.models import Snapshot, SnapshotState
 from snapshots.selectors import usage_for
 from vms import page_parts, services
 from vms.forms import ConsoleLineForm, VMCreateForm
-from vms.models import VM, Image, VMOperationKind, VMState
+from vms.models import VM, Image, VMOperationKind, VMState, vm_id_of_lock
 
 PAGE_SIZE = 50
 
 
-def _active_operations():
-    return Prefetch(
-        "operations",
-        queryset=Operation.objects.active().order_by("created_at"),
-        to_attr="active_operations",
-    )
+def _active_operations(vms: list) -> None:
+    """Set `vm.active_operations` on each VM: the operations that hold it now, oldest first."""
+    by_lock: dict[str, list] = {vm.lock: [] for vm in vms}
+    active = Operation.objects.active().filter(lock__in=list(by_lock)).order_by("created_at")
+    for operation in active:
+        by_lock[operation.lock].append(operation)
+    for vm in vms:
+        vm.active_operations = by_lock[vm.lock]
 
 
 @login_required
 @require_GET
 def dashboard(request):
-    vms = (
-        VM.objects.owned_by(request.user)
-        .select_related("image", "host")
-        .prefetch_related(_active_operations())
-        .order_by("name", "id")
-    )
+    vms = VM.objects.owned_by(request.user).select_related("image", "host").order_by("name", "id")
     page = Paginator(vms, PAGE_SIZE).get_page(request.GET.get("page"))
     on_page = list(page.object_list)
+    _active_operations(on_page)
     busy = any(vm.active_operations or vm.state == VMState.CREATING for vm in on_page)
     context = {
         "vms": on_page,
@@ -56,8 +54,8 @@ def dashboard(request):
 
 
 def _vm_context(request, vm):
-    operation = Operation.objects.active().filter(vm=vm).first()
-    recent = Operation.objects.filter(vm=vm).exclude(pk=getattr(operation, "pk", None))
+    operation = Operation.objects.active().holding(vm.lock).first()
+    recent = Operation.objects.holding(vm.lock).exclude(pk=getattr(operation, "pk", None))
     return {
         "vm": vm,
         "can": {
@@ -141,7 +139,7 @@ def vm_new(request):
         created, operation = attempt_on_form(form, create)
         if created:
             messages.success(request, f"Creating VM {data['name']!r}…")
-            return redirect("vm_detail", operation.vm_id)
+            return redirect("vm_detail", vm_id_of_lock(operation.lock))
     return render(request, "vms/vm_new.html", {"form": form})
 
 

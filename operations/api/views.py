@@ -4,7 +4,7 @@ from rest_framework import viewsets
 from core.api.common import ChoiceQuery, Ordering, UUIDQuery
 from core.api.schema import ERRORS_LIST, ERRORS_READ, IdSchema
 from operations import registry
-from operations.api.serializers import OperationSerializer
+from operations.api.serializers import VM_LOCK, OperationSerializer
 from operations.models import Operation, OperationState
 
 STATE = ChoiceQuery("state", OperationState.values, "Only operations in this state.")
@@ -32,12 +32,12 @@ class OperationViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema is being generated
             return Operation.objects.none()
-        queryset = Operation.objects.owned_by(self.request.user)
+        queryset = Operation.objects.owned_by(self.request.user).select_related("subject_type")
         request = self.request
         if state := STATE.read(request):
             queryset = queryset.filter(state=state)
         if kind := KIND.read(request):
             queryset = queryset.filter(kind=kind)
         if vm := VM.read(request):
-            queryset = queryset.filter(vm_id=vm)
+            queryset = queryset.filter(lock=f"{VM_LOCK}{vm}")
         return queryset

@@ -34,7 +34,8 @@ def objects(alice, image):
     operation = Operation.objects.create(
         kind=VMOperationKind.CREATE,
         owner=alice,
-        vm=vm,
+        lock=vm.lock,
+        subject=vm,
         target_name="web",
         state=OperationState.SUCCEEDED,
         progress=100,

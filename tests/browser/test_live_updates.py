@@ -21,7 +21,8 @@ def running_take(vm):
     return Operation.objects.create(
         kind=SnapshotOperationKind.TAKE,
         owner=vm.owner,
-        vm=vm,
+        lock=vm.lock,
+        subject=vm,
         target_name=f"{vm.name}: next",
         state=OperationState.RUNNING,
         progress=40,

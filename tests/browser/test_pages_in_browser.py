@@ -8,7 +8,7 @@ from snapshots.models import Snapshot
 from snapshots.services import snapshot_take
 from tests.browser.conftest import log_in, sign_up
 from tests.conftest import Worker, wait_for
-from vms.models import VM
+from vms.models import VM, vm_id_of_lock
 from vms.services import vm_create
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
@@ -25,14 +25,14 @@ def ready_vm(owner, image, name="workbench"):
     operation = vm_create(owner=owner, name=name, image=image)
     wait_for(lambda: finished(operation), timeout=90, what="the VM to be created")
     assert operation.state == "succeeded", operation.error
-    return VM.objects.get(pk=operation.vm_id)
+    return VM.objects.get(pk=vm_id_of_lock(operation.lock))
 
 
 def ready_snapshot(vm, name="Golden"):
     operation = snapshot_take(vm=vm, user=vm.owner, name=name)
     wait_for(lambda: finished(operation), timeout=60, what="the snapshot")
     assert operation.state == "succeeded", operation.error
-    return Snapshot.objects.get(pk=operation.snapshot_id)
+    return Snapshot.objects.get(pk=operation.subject_pk)
 
 
 def test_sign_up_lands_on_a_dashboard_that_says_what_to_do_first(page, plans):

@@ -20,8 +20,8 @@ CHANGELISTS = [
     "/admin/vms/vm/",
     "/admin/snapshots/snapshot/",
     "/admin/operations/operation/",
-    "/admin/operations/reconcilerun/",
-    "/admin/operations/orphansighting/",
+    "/admin/vms/reconcilerun/",
+    "/admin/vms/orphansighting/",
     "/admin/operations/workerheartbeat/",
     "/admin/operations/idempotentrequest/",
 ]
@@ -43,7 +43,8 @@ def fill(owner, count):
         Operation.objects.create(
             kind=VMOperationKind.START,
             owner=owner,
-            vm=vm,
+            lock=vm.lock,
+            subject=vm,
             target_name=vm.name,
             state=OperationState.SUCCEEDED,
         )
@@ -91,7 +92,8 @@ def test_retry_queues_a_failed_operation_again(client, charlie, alice):
     failed = Operation.objects.create(
         kind=VMOperationKind.STOP,
         owner=alice,
-        vm=vm,
+        lock=vm.lock,
+        subject=vm,
         target_name=vm.name,
         state=OperationState.FAILED,
         error="boom",
@@ -104,11 +106,14 @@ def test_retry_queues_a_failed_operation_again(client, charlie, alice):
 
 def test_retry_is_refused_while_the_vm_is_busy(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
-    Operation.objects.create(kind=VMOperationKind.STOP, owner=alice, vm=vm, target_name="x")
+    Operation.objects.create(
+        kind=VMOperationKind.STOP, owner=alice, lock=vm.lock, subject=vm, target_name="x"
+    )
     failed = Operation.objects.create(
         kind=VMOperationKind.STOP,
         owner=alice,
-        vm=vm,
+        lock=vm.lock,
+        subject=vm,
         target_name=vm.name,
         state=OperationState.FAILED,
     )
@@ -122,7 +127,7 @@ def test_retry_is_refused_while_the_vm_is_busy(client, charlie, alice):
 def test_mark_failed_ends_an_operation_with_the_admins_name(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
     stuck = Operation.objects.create(
-        kind=VMOperationKind.REBOOT, owner=alice, vm=vm, target_name="x"
+        kind=VMOperationKind.REBOOT, owner=alice, lock=vm.lock, subject=vm, target_name="x"
     )
     client.force_login(charlie)
     act(client, "/admin/operations/operation/", "mark_failed", [stuck.pk])
@@ -170,7 +175,7 @@ def test_flatten_starts_an_operation(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
     client.force_login(charlie)
     act(client, "/admin/vms/vm/", "flatten", [vm.pk])
-    assert Operation.objects.get(vm=vm).kind == VMOperationKind.FLATTEN
+    assert Operation.objects.holding(vm.lock).get().kind == VMOperationKind.FLATTEN
 
 
 def test_change_plan_asks_which_then_moves_the_users(client, charlie, alice, bob):

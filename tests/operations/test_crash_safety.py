@@ -16,7 +16,7 @@ from snapshots.models import Snapshot
 from snapshots.services import snapshot_new_vm, snapshot_restore, snapshot_take
 from tests import guest
 from tests.conftest import Worker, tasks_inline, wait_for
-from vms.models import VM, Image, Layer, VMState
+from vms.models import VM, Image, Layer, VMState, vm_id_of_lock
 from vms.reconciler import reconcile
 from vms.services import vm_create, vm_stop
 
@@ -68,7 +68,8 @@ def crashing_worker(transactional_db, failpoint_dir, request):
 
 
 def booted_vm_with_marker(alice, image, text="kept"):
-    vm = VM.objects.get(pk=run_to_end(vm_create(owner=alice, name="box", image=image)).vm_id)
+    created = run_to_end(vm_create(owner=alice, name="box", image=image))
+    vm = VM.objects.get(pk=vm_id_of_lock(created.lock))
     vm = VM.objects.select_related("host", "image").get(pk=vm.pk)
     guest.wait_for_boot(vm)
     guest.run(vm, f"echo {text} > /root/marker; sync; echo ok")
@@ -79,7 +80,7 @@ def restore_of_first_over_second(alice, image):
     """A VM whose marker said "first" when snapshotted and "second" now; a restore requested."""
     vm = booted_vm_with_marker(alice, image, "first")
     snapshot = Snapshot.objects.get(
-        pk=run_to_end(snapshot_take(vm=vm, user=alice, name="s")).snapshot_id
+        pk=run_to_end(snapshot_take(vm=vm, user=alice, name="s")).subject_pk
     )
     guest.run(vm, "echo second > /root/marker; sync; echo ok")
     return vm, snapshot_restore(snapshot=snapshot, user=alice)
@@ -117,7 +118,7 @@ def test_a_worker_killed_in_the_middle_of_a_take(crashing_worker, failpoint_dir,
     with tasks_inline():
         assert take.state == OperationState.FAILED
         assert "The snapshot had been taken; it was recorded." in take.error
-        snapshot = Snapshot.objects.get(pk=take.snapshot_id)
+        snapshot = Snapshot.objects.get(pk=take.subject_pk)
         assert snapshot.state == "ready"
         vm.refresh_from_db()
         assert vm.state == VMState.RUNNING
@@ -160,7 +161,7 @@ def test_a_worker_killed_before_a_restore_switched_the_disk(
 def test_a_worker_killed_in_the_middle_of_a_new_vm(crashing_worker, failpoint_dir, alice, image):
     with tasks_inline():  # the worker would stop at the source VM's creation too
         source = booted_vm_with_marker(alice, image)
-        snapshot_id = run_to_end(snapshot_take(vm=source, user=alice, name="s")).snapshot_id
+        snapshot_id = run_to_end(snapshot_take(vm=source, user=alice, name="s")).subject_pk
     snapshot = Snapshot.objects.get(pk=snapshot_id)
     clone = snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")
     kill_at_failpoint(crashing_worker, failpoint_dir, "vm.create.layer")
@@ -172,7 +173,9 @@ def test_a_worker_killed_in_the_middle_of_a_new_vm(crashing_worker, failpoint_di
         nothing_unreferenced_is_left(source.host)
         # The snapshot still seeds VMs, and the source VM still has its data.
         again = VM.objects.get(
-            pk=run_to_end(snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")).vm_id
+            pk=vm_id_of_lock(
+                run_to_end(snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")).lock
+            )
         )
         guest.wait_for_boot(again)
         assert guest.run(again, "cat /root/marker") == "kept"

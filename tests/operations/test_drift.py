@@ -5,12 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from operations.models import Operation, OperationState, ReconcileRun
+from operations.models import Operation, OperationState
 from operations.services import operation_claim
 from snapshots.models import Snapshot
 from tests import guest
 from tests.conftest import wait_for
-from vms.models import VM, Layer, VMOperationKind, VMState
+from vms.models import VM, Layer, ReconcileRun, VMOperationKind, VMState
 from vms.reconciler import reconcile
 from vms.services import console_send
 
@@ -93,7 +93,7 @@ def test_an_operation_stuck_past_its_deadline_is_failed(make_vm, alice):
     vm = make_vm(alice)
     # Recorded, not enqueued: no task runs it.
     stuck = Operation.objects.create(
-        kind=VMOperationKind.REBOOT, owner=alice, vm=vm, target_name=vm.name
+        kind=VMOperationKind.REBOOT, owner=alice, lock=vm.lock, subject=vm, target_name=vm.name
     )
     claimed = operation_claim(stuck.pk)
     assert claimed is not None

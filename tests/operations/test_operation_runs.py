@@ -26,7 +26,7 @@ def vm(alice):
 
 
 def queued(vm, kind=VMOperationKind.STOP):
-    return operation_start(kind=kind, owner=vm.owner, vm=vm, target_name=vm.name)
+    return operation_start(kind=kind, owner=vm.owner, lock=vm.lock, subject=vm, target_name=vm.name)
 
 
 def test_a_queued_operation_is_claimed_once(vm):
@@ -52,7 +52,7 @@ def test_a_task_delivered_again_after_the_end_does_nothing(vm):
 
 def test_an_operation_on_a_vanished_vm_fails_with_a_sentence(vm):
     operation = queued(vm)
-    Operation.objects.filter(pk=operation.pk).update(vm=None)
+    Operation.objects.filter(pk=operation.pk).update(lock="")
     operation_run(operation.id)
     operation.refresh_from_db()
     assert operation.state == OperationState.FAILED

@@ -69,8 +69,8 @@ def test_twenty_parallel_snapshot_requests_start_exactly_one_operation(live_serv
     for round_number in range(3):
         answers = all_at_once([lambda: post(url, token, {"name": "burst"})] * 20)
         assert sorted(answers) == [202] + [409] * 19, f"round {round_number}"
-        assert Operation.objects.active().filter(vm=vm).count() == 1
-        Operation.objects.filter(vm=vm).update(state=OperationState.SUCCEEDED)
+        assert Operation.objects.active().holding(vm.lock).count() == 1
+        Operation.objects.holding(vm.lock).update(state=OperationState.SUCCEEDED)
     assert Snapshot.objects.filter(source_vm=vm).count() == 3
 
 
@@ -88,8 +88,8 @@ def test_mixed_parallel_actions_on_one_vm_start_exactly_one_operation(live_serve
         calls = [lambda u=u, b=b: post(u, token, b) for u, b in actions * 5]
         answers = all_at_once(calls)
         assert sorted(answers) == [202] + [409] * 19, f"round {round_number}"
-        assert Operation.objects.active().filter(vm=vm).count() == 1
-        Operation.objects.filter(vm=vm).update(state=OperationState.SUCCEEDED)
+        assert Operation.objects.active().holding(vm.lock).count() == 1
+        Operation.objects.holding(vm.lock).update(state=OperationState.SUCCEEDED)
 
 
 def test_the_plan_limit_holds_under_a_burst_over_many_vms(live_server, alice):

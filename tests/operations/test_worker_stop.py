@@ -15,7 +15,7 @@ import pytest
 from operations.models import Operation, OperationState
 from tests import guest
 from tests.conftest import ROOT, Worker, tasks_inline, wait_for
-from vms.models import VM, VMState
+from vms.models import VM, VMState, vm_id_of_lock
 from vms.services import vm_create, vm_stop
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
@@ -113,7 +113,7 @@ def test_an_operation_running_at_a_stop_is_repaired_by_the_next_worker(
         timeout=60,
         what="the VM to be created",
     )
-    vm = VM.objects.select_related("host").get(pk=created.vm_id)
+    vm = VM.objects.select_related("host").get(pk=vm_id_of_lock(created.lock))
     guest.wait_for_boot(vm)
     guest.run(vm, "echo kept > /root/marker; sync; killall acpid; echo ignoring the power button")
     stop = vm_stop(vm=vm, user=alice)

@@ -43,8 +43,8 @@ def finish(operation: Operation) -> None:
     Operation.objects.filter(pk=operation.pk).update(
         state=OperationState.SUCCEEDED, finished_at=timezone.now()
     )
-    if operation.snapshot_id:
-        Snapshot.objects.filter(pk=operation.snapshot_id).update(state=SnapshotState.READY)
+    if operation.subject_pk:
+        Snapshot.objects.filter(pk=operation.subject_pk).update(state=SnapshotState.READY)
 
 
 def run_at(moment: datetime) -> list[PolicyRun]:
@@ -98,7 +98,7 @@ def test_fourteen_days_of_hourly_snapshots_keep_what_the_retention_options_say(a
     expected.add(datetime(2026, 11, 8, 23, 0, tzinfo=UTC))
     assert scheduled_slots(vm) == expected
     assert len(expected) == 32
-    assert Snapshot.objects.filter(pk=manual.snapshot_id, kind=SnapshotKind.MANUAL).exists()
+    assert Snapshot.objects.filter(pk=manual.subject_pk, kind=SnapshotKind.MANUAL).exists()
     assert Snapshot.objects.filter(pinned=True, policy_runs__slot=pinned_slot).exists()
 
 
@@ -133,7 +133,7 @@ def test_a_plan_at_its_limit_skips_the_run_and_says_so(alice):
     assert run.outcome == PolicyRunOutcome.SKIPPED
     assert run.message.startswith("Skipped: plan limit")
     skipped = Operation.objects.get(pk=run.operation_id)
-    assert skipped.state == OperationState.SKIPPED and skipped.vm == vm
+    assert skipped.state == OperationState.SKIPPED and skipped.subject == vm
     assert "plan limit" in skipped.message
     assert set(Snapshot.objects.values_list("name", flat=True)) == {"one", "two"}
 

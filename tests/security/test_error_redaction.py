@@ -35,7 +35,9 @@ def test_a_failed_operation_records_the_host_name_and_logs_the_uri(db, alice, fa
     vm = vm_row(owner=alice, image=image_row(host=host), state="stopped")
     from operations.services import operation_start
 
-    operation = operation_start(kind=VMOperationKind.START, owner=alice, vm=vm, target_name=vm.name)
+    operation = operation_start(
+        kind=VMOperationKind.START, owner=alice, lock=vm.lock, subject=vm, target_name=vm.name
+    )
 
     with caplog.at_level(logging.WARNING, logger="operations.services"):
         operation_run(operation.pk)
@@ -58,13 +60,14 @@ def test_the_owner_pages_and_api_show_no_host_address(client, alice, db, fake_ho
     Operation.objects.create(
         kind=VMOperationKind.START,
         owner=alice,
-        vm=vm,
+        lock=vm.lock,
+        subject=vm,
         target_name=vm.name,
         state=OperationState.RUNNING,
     )
     from operations.services import operation_finish
 
-    operation = Operation.objects.get(vm=vm)
+    operation = Operation.objects.holding(vm.lock).get()
     operation_finish(operation, error=f"libvirt refused: libvirt at {URI} does not answer.")
     client.force_login(alice)
     for page in ("/activity/", vm.get_absolute_url()):

@@ -19,7 +19,7 @@ from sharing.selectors import shared_with
 from snapshots.models import SnapshotOperationKind
 from snapshots.selectors import usage_for
 from tests.factories import snapshot_row, vm_row
-from vms.models import VM
+from vms.models import VM, vm_id_of_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +163,7 @@ def test_a_deleted_snapshot_is_no_longer_shared(snapshot, bob):
 def test_the_recipient_starts_a_vm_of_their_own_on_the_snapshot(snapshot, bob):
     services.share_create(snapshot=snapshot, username="bob")
     operation = services.shared_new_vm(snapshot=snapshot, user=bob, name="my-copy")
-    vm = VM.objects.get(pk=operation.vm_id)
+    vm = VM.objects.get(pk=vm_id_of_lock(operation.lock))
     assert (vm.owner, vm.source_snapshot) == (bob, snapshot)
     assert operation.owner == bob and operation.kind == SnapshotOperationKind.NEW_VM
 
@@ -178,7 +178,7 @@ def test_a_deleted_shared_snapshot_leaves_the_recipients_vm_pointing_at_none_of_
     snapshot.save(update_fields=["parent"])
     services.share_create(snapshot=snapshot, username="bob")
     operation = services.shared_new_vm(snapshot=snapshot, user=bob, name="my-copy")
-    vm = VM.objects.get(pk=operation.vm_id)
+    vm = VM.objects.get(pk=vm_id_of_lock(operation.lock))
     VM.objects.filter(pk__in=[vm.pk, snapshot.source_vm_id]).update(current_snapshot=snapshot)
     type(operation).objects.filter(pk=operation.pk).update(state="succeeded")  # the VM is built
 

@@ -10,7 +10,7 @@ from snapshots.models import Snapshot
 from snapshots.services import snapshot_delete, snapshot_take
 from tests import guest
 from tests.conftest import succeeded
-from vms.models import VM
+from vms.models import VM, vm_id_of_lock
 
 pytestmark = pytest.mark.libvirt
 
@@ -29,7 +29,9 @@ def test_students_start_from_the_teachers_snapshot_and_keep_their_vms_after_revo
     for student in (bob, charlie):
         services.invitation_redeem(code=code, user=student)
         started = succeeded(services.shared_new_vm(snapshot=snapshot, user=student, name="lab"))
-        vm = VM.objects.select_related("host", "image", "active_layer").get(pk=started.vm_id)
+        vm = VM.objects.select_related("host", "image", "active_layer").get(
+            pk=vm_id_of_lock(started.lock)
+        )
         assert vm.owner == student
         assert vm.active_layer.parent_id == snapshot.layer_id  # builds on the teacher's layer
         students.append(vm)

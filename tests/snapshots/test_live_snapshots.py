@@ -16,7 +16,7 @@ from snapshots.services import snapshot_delete, snapshot_new_vm, snapshot_restor
 from tests import guest
 from tests.conftest import succeeded, wait_for
 from tests.factories import GIB, layer_row, vm_row
-from vms.models import VM, VMState
+from vms.models import VM, VMState, vm_id_of_lock
 from vms.reconciler import volumes_kept
 from vms.services import vm_delete
 
@@ -57,13 +57,13 @@ def live_snapshot_row(vm, **kwargs) -> Snapshot:
 
 def test_a_memory_snapshot_of_a_running_vm_is_recorded_with_memory(vm):
     operation = snapshot_take(vm=vm, user=vm.owner, name="live", include_memory=True)
-    assert operation.snapshot.includes_memory
-    assert operation.snapshot.memory_volume == f"{operation.snapshot.pk}.memory"
+    assert operation.subject.includes_memory
+    assert operation.subject.memory_volume == f"{operation.subject.pk}.memory"
 
 
 def test_a_snapshot_has_no_memory_unless_asked(vm):
     operation = snapshot_take(vm=vm, user=vm.owner, name="disk only")
-    assert not operation.snapshot.includes_memory
+    assert not operation.subject.includes_memory
 
 
 def test_a_memory_snapshot_of_a_stopped_vm_is_refused_and_records_nothing(stopped):
@@ -151,7 +151,7 @@ def test_deleting_a_snapshot_with_memory_frees_its_memory_file(vm):
 
 def test_the_reconciler_keeps_the_memory_file_of_every_snapshot_with_memory(vm):
     snapshot = live_snapshot_row(vm)
-    requested = snapshot_take(vm=vm, user=vm.owner, name="later", include_memory=True).snapshot
+    requested = snapshot_take(vm=vm, user=vm.owner, name="later", include_memory=True).subject
     kept = volumes_kept(vm.host)
     assert memory_volume_name(snapshot.pk) in kept
     assert memory_volume_name(requested.pk) in kept  # from the moment it is asked for
@@ -251,7 +251,7 @@ def test_a_live_snapshot_resumes_a_program_that_counts_in_memory(make_vm, alice,
     before = ticks(vm)[-1]
     take = succeeded(snapshot_take(vm=vm, user=alice, name="live", include_memory=True))
     after = ticks(vm)[-1]
-    snapshot = Snapshot.objects.select_related("layer").get(pk=take.snapshot_id)
+    snapshot = Snapshot.objects.select_related("layer").get(pk=take.subject_pk)
     assert snapshot.includes_memory and snapshot.memory_bytes > 0
     assert snapshot.size_bytes == snapshot.layer.allocation + snapshot.memory_bytes
     volumes = host.hypervisor.volume_names(host.pool_name)
@@ -302,7 +302,9 @@ def test_a_live_snapshot_resumes_a_program_that_counts_in_memory(make_vm, alice,
 
     # A new VM from a live snapshot boots from its disk.
     clone = VM.objects.select_related("host", "image").get(
-        pk=succeeded(snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")).vm_id
+        pk=vm_id_of_lock(
+            succeeded(snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")).lock
+        )
     )
     guest.wait_for_boot(clone)
     assert guest.run(clone, "cat /root/marker") == "at-snapshot"

@@ -20,7 +20,7 @@ from snapshots.services import (
     snapshot_take,
 )
 from tests.factories import GIB, image_row, layer_row, vm_row
-from vms.models import VM, VMState
+from vms.models import VM, VMState, vm_id_of_lock
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_take_records_a_creating_snapshot_and_a_queued_operation(vm):
     operation = snapshot_take(vm=vm, user=vm.owner, name="Before upgrade", description="ok")
     assert operation.kind == SnapshotOperationKind.TAKE
     assert operation.state == OperationState.QUEUED
-    snapshot = operation.snapshot
+    snapshot = operation.subject
     assert (snapshot.name, snapshot.state, snapshot.source_vm) == (
         "Before upgrade",
         SnapshotState.CREATING,
@@ -187,7 +187,7 @@ def test_restore_onto_a_vm_of_another_image_is_refused(vm):
 def test_new_vm_from_a_snapshot_records_a_creating_vm_that_remembers_its_source(vm):
     snapshot = snapshot_row(vm)
     operation = snapshot_new_vm(snapshot=snapshot, user=vm.owner, name="clone", full_copy=True)
-    clone = VM.objects.get(pk=operation.vm_id)
+    clone = VM.objects.get(pk=vm_id_of_lock(operation.lock))
     assert (clone.state, clone.source_snapshot, clone.image) == (
         VMState.CREATING,
         snapshot,

@@ -11,7 +11,7 @@ from snapshots.services import (
 )
 from tests import guest
 from tests.conftest import succeeded
-from vms.models import VM, Layer, VMState
+from vms.models import VM, Layer, VMState, vm_id_of_lock
 from vms.services import vm_delete, vm_flatten, vm_reboot, vm_start, vm_stop
 
 pytestmark = pytest.mark.libvirt
@@ -34,7 +34,9 @@ def new_vm(snapshot, name, **kwargs):
     operation = succeeded(
         snapshot_new_vm(snapshot=snapshot, user=snapshot.owner, name=name, **kwargs)
     )
-    vm = VM.objects.select_related("host", "image", "active_layer").get(pk=operation.vm_id)
+    vm = VM.objects.select_related("host", "image", "active_layer").get(
+        pk=vm_id_of_lock(operation.lock)
+    )
     guest.wait_for_boot(vm)
     return vm
 

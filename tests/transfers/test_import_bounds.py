@@ -212,7 +212,7 @@ def test_a_compressed_image_within_the_plan_becomes_a_snapshot(alice_api, alice,
     operation = run_import(upload(alice_api, disk))
 
     assert operation.state == "succeeded", operation.error
-    snapshot = Snapshot.objects.get(pk=operation.snapshot_id)
+    snapshot = Snapshot.objects.get(pk=operation.subject_pk)
     assert snapshot.state == SnapshotState.READY
     assert snapshot.disk_bytes == 64 * MiB
     assert snapshot.size_bytes > 64 * MiB  # counted as written out, not as uploaded

@@ -109,7 +109,7 @@ def test_a_sound_raw_disk_becomes_a_snapshot_of_its_uploader(
 
     assert response.status_code == 202, response.content
     operation = succeeded(_operation(response))
-    snapshot = Snapshot.objects.get(pk=operation.snapshot_id)
+    snapshot = Snapshot.objects.get(pk=operation.subject_pk)
     assert (snapshot.owner, snapshot.kind, snapshot.state) == (
         alice,
         SnapshotKind.IMPORTED,

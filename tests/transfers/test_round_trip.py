@@ -10,7 +10,7 @@ from snapshots.services import snapshot_new_vm, snapshot_take
 from tests import guest
 from tests.conftest import succeeded
 from tests.transfers.conftest import client_of
-from vms.models import VM
+from vms.models import VM, vm_id_of_lock
 
 pytestmark = pytest.mark.libvirt
 
@@ -48,11 +48,13 @@ def test_a_file_written_in_alices_guest_is_in_bobs_vm_from_her_exported_snapshot
         )
     assert response.status_code == 202, response.content
     imported = succeeded(Operation.objects.get(pk=response.json()["id"]))
-    copy = Snapshot.objects.get(pk=imported.snapshot_id)
+    copy = Snapshot.objects.get(pk=imported.subject_pk)
     assert (copy.owner, copy.kind, copy.layer.parent) == (bob, SnapshotKind.IMPORTED, None)
     assert list(settings.QUARANTINE_DIR.iterdir()) == []
 
     started = succeeded(snapshot_new_vm(snapshot=copy, user=bob, name="copy"))
-    bobs = VM.objects.select_related("host", "image", "active_layer").get(pk=started.vm_id)
+    bobs = VM.objects.select_related("host", "image", "active_layer").get(
+        pk=vm_id_of_lock(started.lock)
+    )
     guest.wait_for_boot(bobs)
     assert guest.run(bobs, "cat /root/note.txt").strip() == "carried-across"

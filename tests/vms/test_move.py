@@ -25,7 +25,7 @@ def test_only_a_stopped_vm_moves(alice):
     with pytest.raises(InvalidState, match="only a stopped VM moves to another host"):
         vm_move(vm=vm, user=alice)
     assert VM.objects.get(pk=vm.pk).host.name == "a"
-    assert not Operation.objects.filter(vm=vm).exists()
+    assert not Operation.objects.holding(vm.lock).exists()
 
 
 def test_a_move_takes_its_room_on_the_new_host_at_once(stopped, alice):

@@ -9,7 +9,7 @@ from core.errors import Unavailable
 from snapshots.services import snapshot_new_vm
 from tests.factories import GIB, host_row, image_row, layer_row, snapshot_row, vm_row
 from tests.operations.test_parallel_requests import all_at_once, post
-from vms.models import VM, HostState, LayerCopy, LayerCopyState, VMState
+from vms.models import VM, HostState, LayerCopy, LayerCopyState, VMState, vm_id_of_lock
 from vms.placement import host_place
 from vms.services import vm_create
 
@@ -110,7 +110,7 @@ def test_a_vm_from_a_snapshot_is_placed_too(alice):
     other = host_row(name="other")
     vm = vm_row(owner=alice, image=image_row(host=origin), memory_mib=256, state=VMState.STOPPED)
     operation = snapshot_new_vm(snapshot=snapshot_row(vm), user=alice, name="copy")
-    assert VM.objects.get(pk=operation.vm_id).host == other
+    assert VM.objects.get(pk=vm_id_of_lock(operation.lock)).host == other
 
 
 def test_the_api_answers_503_when_no_host_has_room(client, alice):

@@ -42,7 +42,7 @@ def test_repair_of_a_vm_in_error_records_a_queued_operation(broken, alice):
     operation = vm_repair(vm=broken, user=alice)
     assert operation.kind == VMOperationKind.REPAIR
     assert operation.state == OperationState.QUEUED
-    assert operation.vm == broken
+    assert operation.subject == broken
 
 
 @pytest.mark.parametrize("state", [VMState.RUNNING, VMState.STOPPED])
@@ -112,7 +112,7 @@ def test_the_admin_repair_action_starts_a_repair_and_skips_healthy_vms(
     page = response.content.decode()
     assert "Started repairing 1 VM(s)." in page
     assert "needs no repair" in page
-    assert Operation.objects.get().vm == broken
+    assert Operation.objects.get().subject == broken
 
 
 def break_domain(vm):

@@ -17,7 +17,7 @@ from snapshots.services import snapshot_new_vm, snapshot_restore, snapshot_take
 from tests import guest
 from tests.conftest import succeeded, wait_for
 from vms import hypervisor, image_build
-from vms.models import VM, Host, HostState, LayerCopy
+from vms.models import VM, Host, HostState, LayerCopy, vm_id_of_lock
 from vms.services import (
     console_read,
     host_prepare,
@@ -95,7 +95,9 @@ def test_a_snapshot_taken_on_one_host_seeds_a_vm_on_the_other(
 
     Host.objects.filter(pk=host.pk).update(state=HostState.DRAINING)  # A takes no new VMs
     started = succeeded(snapshot_new_vm(snapshot=snapshot, user=alice, name="copy"))
-    vm_b = VM.objects.select_related("host", "image", "active_layer").get(pk=started.vm_id)
+    vm_b = VM.objects.select_related("host", "image", "active_layer").get(
+        pk=vm_id_of_lock(started.lock)
+    )
 
     assert vm_b.host == host_b
     assert vm_b.active_layer.parent_id == snapshot.layer_id
@@ -196,7 +198,7 @@ def test_a_live_snapshot_resumes_on_the_host_its_vm_moved_to(
     before = ticks(vm)[-1]
     take = succeeded(snapshot_take(vm=vm, user=alice, name="live", include_memory=True))
     after = ticks(vm)[-1]
-    snapshot = Snapshot.objects.get(pk=take.snapshot_id)
+    snapshot = Snapshot.objects.get(pk=take.subject_pk)
     succeeded(vm_stop(vm=vm, user=alice, force=True))
     succeeded(vm_move(vm=vm, user=None))
     vm = VM.objects.select_related("host", "image", "active_layer").get(pk=vm.pk)

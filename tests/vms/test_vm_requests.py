@@ -32,7 +32,7 @@ def test_create_records_a_creating_vm_and_a_queued_operation(alice, image):
     assert (vm.memory_mib, vm.disk_bytes) == (512, 2 * 1024**3)
     assert operation.kind == VMOperationKind.CREATE
     assert operation.state == OperationState.QUEUED
-    assert operation.vm == vm
+    assert operation.subject == vm
 
 
 def test_a_name_with_private_use_and_newer_characters_is_kept_as_typed(alice, image):
@@ -167,4 +167,4 @@ def test_parallel_requests_on_one_vm_start_exactly_one_operation(alice):
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["accepted"] + ["busy"] * 7
-    assert Operation.objects.filter(vm=vm).count() == 1
+    assert Operation.objects.holding(vm.lock).count() == 1

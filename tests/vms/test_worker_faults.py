@@ -9,7 +9,7 @@ import pytest
 from operations.models import Operation, OperationState
 from tests import guest
 from tests.conftest import Worker, wait_for
-from vms.models import VM, VMState
+from vms.models import VM, VMState, vm_id_of_lock
 from vms.services import vm_create, vm_stop
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
@@ -36,7 +36,7 @@ def test_a_worker_process_killed_mid_operation_is_repaired_by_its_cluster(
     created = vm_create(owner=alice, name="box", image=image)
     wait_for(lambda: finished(created), timeout=60, what="the VM to be created")
     assert created.state == OperationState.SUCCEEDED, created.error
-    vm = VM.objects.select_related("host").get(pk=created.vm_id)
+    vm = VM.objects.select_related("host").get(pk=vm_id_of_lock(created.lock))
     guest.wait_for_boot(vm)
     # A guest that ignores the power button keeps the stop waiting.
     guest.run(vm, "killall acpid; echo ignored")
