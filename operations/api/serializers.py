@@ -52,11 +52,11 @@ class OperationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field({"type": "string", "format": "uuid", "nullable": True})
+    @extend_schema_field({"type": "string", "format": "uuid", "readOnly": True, "nullable": True})
     def get_vm(self, operation) -> str | None:
         return locked_vm_id(operation)
 
-    @extend_schema_field({"type": "string", "format": "uuid", "nullable": True})
+    @extend_schema_field({"type": "string", "format": "uuid", "readOnly": True, "nullable": True})
     def get_snapshot(self, operation) -> str | None:
         return subject_snapshot_id(operation)
 
