@@ -238,7 +238,7 @@ def _drop_older_undo_snapshots(vm: VM, *, keep: Snapshot) -> None:
         pk=keep.pk
     )
     for snapshot in older:
-        if Operation.objects.active().filter(snapshot=snapshot).exists():
+        if Operation.objects.active().about(snapshot).exists():
             continue
         layer_id = snapshot.layer_id
         snapshot_forget(snapshot)

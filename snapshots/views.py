@@ -69,7 +69,7 @@ def snapshot_restore(request, pk):
         success=f"Restoring {snapshot.name!r}; the current disk is kept as an undo snapshot.",
     )
     if done:
-        return redirect("vm_detail", done.vm_id)
+        return redirect("vm_detail", vm_id_of_lock(done.lock))
     return back(request, "snapshot_list")
 
 
