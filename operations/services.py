@@ -285,8 +285,8 @@ def operations_expire(*, now=None) -> list[Operation]:
     and repair what each left half-done.
 
     Cheap when there is nothing to do (one indexed query), so a live worker runs it every few
-    seconds (`manage.py worker`); the reconciler runs it too. The repair is the runner's of the
-    operation's kind (see `snapshots.runners.recover`).
+    seconds (`manage.py worker`); the reconciler runs it too. The repair is the one registered
+    with the operation's kind (e.g. `snapshots.runners.snapshot_operation_repair`).
     """
     now = now or timezone.now()
     expired = Operation.objects.filter(

@@ -277,16 +277,16 @@ def snapshot_operation_repair(operation: Operation) -> str:
             return "It had not started; the snapshot was not taken."
         return "It had not started; the VM keeps its disk."
     if operation.kind == SnapshotOperationKind.TAKE:
-        return _recover_take(operation, vm)
+        return _repair_take(operation, vm)
     if operation.kind == SnapshotOperationKind.RESTORE and vm is not None:
-        return _recover_restore(operation, vm)
+        return _repair_restore(operation, vm)
     if operation.kind == SnapshotOperationKind.DELETE:
         snapshot_delete_run(operation)
         return "The snapshot's disk space was freed where nothing needed it."
     return vm_operation_repair(operation)
 
 
-def _recover_take(operation: Operation, vm: VM | None) -> str:
+def _repair_take(operation: Operation, vm: VM | None) -> str:
     snapshot = Snapshot.objects.filter(pk=operation.subject_pk).first()
     if snapshot is None or snapshot.state != SnapshotState.CREATING:
         return vm_sync_state(vm) if vm else "Nothing was left to repair."
@@ -335,13 +335,13 @@ def _recover_take(operation: Operation, vm: VM | None) -> str:
     return "The snapshot was not taken; nothing of it was kept. " + vm_sync_state(vm)
 
 
-def _recover_restore(operation: Operation, vm: VM) -> str:
+def _repair_restore(operation: Operation, vm: VM) -> str:
     restored = str(vm.active_layer_id) == operation.params.get("new_layer")
     if restored:
         domain_define(vm)
         message = "The restore had switched the disk; it was completed."
         if operation.params.get("memory") and not _running(vm):
-            message += " " + _recover_memory_resume(operation, vm)
+            message += " " + _repair_memory_resume(operation, vm)
     else:
         # The disk was not switched: an undo snapshot of the unchanged disk is not needed.
         Snapshot.objects.filter(
@@ -356,7 +356,7 @@ def _recover_restore(operation: Operation, vm: VM) -> str:
     return f"{message} {vm_sync_state(vm)}"
 
 
-def _recover_memory_resume(operation: Operation, vm: VM) -> str:
+def _repair_memory_resume(operation: Operation, vm: VM) -> str:
     """Finish a restore with memory whose disk had switched but whose guest was not resumed.
 
     The memory is resumed only onto a disk nothing has written to since the restore made it:

@@ -1,9 +1,11 @@
-"""What a worker does for each VM operation. Called by `operations.services.operation_run`.
+"""The jobs of the VM operations: what a worker runs for each (`operations.services.operation_run`
+calls the job registered for the operation's kind).
 
-Each runner takes its claimed Operation, does the libvirt work outside any database
-transaction, reports progress, and records the VM's new state. Runners re-check the VM against
-libvirt rather than trusting the request, so a redelivered or retried operation does nothing
-twice. `recover` repairs what a runner whose worker died left half-done.
+Each job takes its claimed Operation, does the libvirt work outside any database transaction,
+reports progress, and records the VM's new state. Jobs re-check the VM against libvirt rather
+than trusting the request, so a redelivered or retried operation does nothing twice. Each
+kind's repair (`vm_operation_repair`, `vm_move_repair`) finishes or undoes what a job whose
+worker died left half-done.
 """
 
 from __future__ import annotations
