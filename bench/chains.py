@@ -93,7 +93,7 @@ def scheduled_snapshots(lab, snapshots: int, *, merging: bool) -> list[dict]:
     policy_set(vm=vm, enabled=True, schedule="hourly", timezone_name="UTC", now=START, **KEEP)
     rows, seconds = [], 0.0
     # The baseline: the delete's own sweep merges nothing, and the schedule's sweep does not run.
-    never = mock.patch("snapshots.runners.layers_merge_pending", list)
+    never = mock.patch("snapshots.jobs.layers_merge_pending", list)
     with contextlib.nullcontext() if merging else never:
         for hour in range(1, snapshots + 1):
             vm.refresh_from_db()

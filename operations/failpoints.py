@@ -1,4 +1,4 @@
-"""Failpoints: named places in a runner where a crash-safety test can stop a worker.
+"""Failpoints: named places in a job where a crash-safety test can stop a worker.
 
 With `FAILPOINTS=name,...` set, a worker that reaches one of those places records it (a file
 named after it in FAILPOINT_DIR) and waits there, so a test can kill it at exactly that moment

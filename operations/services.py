@@ -2,7 +2,7 @@
 
 The life of an operation: `operation_start` records it (queued) inside the request's
 transaction and enqueues its task on commit; `operation_run`, in a worker, claims it with a
-conditional update (queued -> running), calls the runner for its kind, and records the end state.
+conditional update (queued -> running), calls the job of its kind, and records the end state.
 A delivered-again task finds the operation no longer queued and does nothing.
 """
 
@@ -286,7 +286,7 @@ def operations_expire(*, now=None) -> list[Operation]:
 
     Cheap when there is nothing to do (one indexed query), so a live worker runs it every few
     seconds (`manage.py worker`); the reconciler runs it too. The repair is the one registered
-    with the operation's kind (e.g. `snapshots.runners.snapshot_operation_repair`).
+    with the operation's kind (e.g. `snapshots.jobs.snapshot_operation_repair`).
     """
     now = now or timezone.now()
     expired = Operation.objects.filter(

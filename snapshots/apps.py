@@ -7,17 +7,17 @@ class SnapshotsConfig(AppConfig):
 
     def ready(self):
         from operations import registry
-        from snapshots import runners
+        from snapshots import jobs
         from snapshots.models import SnapshotOperationKind as Kind
-        from vms.runners import vm_create_run
+        from vms.jobs import vm_create_run
 
         for kind, run in (
-            (Kind.TAKE, runners.snapshot_take_run),
-            (Kind.RESTORE, runners.snapshot_restore_run),
+            (Kind.TAKE, jobs.snapshot_take_run),
+            (Kind.RESTORE, jobs.snapshot_restore_run),
             (Kind.NEW_VM, vm_create_run),
-            (Kind.DELETE, runners.snapshot_delete_run),
+            (Kind.DELETE, jobs.snapshot_delete_run),
         ):
-            registry.register(kind, kind.label, job=run, repair=runners.snapshot_operation_repair)
+            registry.register(kind, kind.label, job=run, repair=jobs.snapshot_operation_repair)
 
         from django.db.models.signals import post_delete
 

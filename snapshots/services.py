@@ -1,7 +1,7 @@
 """Business rules for snapshots: take, restore, new VM from a snapshot, rename, delete.
 
 Each long action is an Operation on the VM it changes (one at a time per VM), run by a worker
-through `snapshots.runners`. Limits are checked with the owner's row locked, so a burst of
+through `snapshots.jobs`. Limits are checked with the owner's row locked, so a burst of
 parallel requests can never take more than the plan allows.
 """
 

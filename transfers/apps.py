@@ -10,11 +10,11 @@ class TransfersConfig(AppConfig):
         from operations.services import periodic_task_register
         from snapshots import page_links
         from snapshots.selectors import usage_bytes_register
-        from transfers import runners, selectors
+        from transfers import jobs, selectors
         from transfers.models import TransferOperationKind as Kind
 
-        for kind, run in ((Kind.EXPORT, runners.export_run), (Kind.IMPORT, runners.import_run)):
-            registry.register(kind, kind.label, job=run, repair=runners.transfer_operation_repair)
+        for kind, run in ((Kind.EXPORT, jobs.export_run), (Kind.IMPORT, jobs.import_run)):
+            registry.register(kind, kind.label, job=run, repair=jobs.transfer_operation_repair)
         periodic_task_register("delete expired exports", "transfers.tasks.expire", minutes=10)
         usage_bytes_register(selectors.export_bytes_for)
         page_links.register(row=page_links.Link("Export", "snapshot_exports"))

@@ -253,7 +253,7 @@ def snapshot_import(
 ) -> Operation:
     """Record the import of an uploaded disk image (in quarantine) as a new snapshot of `owner`
     booting with `image`'s kernel; the worker running the returned operation checks the image,
-    rewrites it and brings it into the pool (`transfers.runners.import_run`).
+    rewrites it and brings it into the pool (`transfers.jobs.import_run`).
 
     Only the file's header is read here. Refusals are `ValidationError`s on `file`, or
     `LimitExceeded` / `ImportBusy`, saying why. `upload` is deleted in every case; the

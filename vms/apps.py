@@ -45,23 +45,21 @@ def _vm_deleted(sender, instance, **kwargs):
 
 def _register_operations():
     from operations import registry
-    from vms import runners
+    from vms import jobs
     from vms.models import VMOperationKind as Kind
 
     for kind, run in (
-        (Kind.CREATE, runners.vm_create_run),
-        (Kind.START, runners.vm_start_run),
-        (Kind.STOP, runners.vm_stop_run),
-        (Kind.FORCE_STOP, runners.vm_force_stop_run),
-        (Kind.REBOOT, runners.vm_reboot_run),
-        (Kind.DELETE, runners.vm_delete_run),
-        (Kind.FLATTEN, runners.vm_flatten_run),
-        (Kind.REPAIR, runners.vm_repair_run),
+        (Kind.CREATE, jobs.vm_create_run),
+        (Kind.START, jobs.vm_start_run),
+        (Kind.STOP, jobs.vm_stop_run),
+        (Kind.FORCE_STOP, jobs.vm_force_stop_run),
+        (Kind.REBOOT, jobs.vm_reboot_run),
+        (Kind.DELETE, jobs.vm_delete_run),
+        (Kind.FLATTEN, jobs.vm_flatten_run),
+        (Kind.REPAIR, jobs.vm_repair_run),
     ):
-        registry.register(kind, kind.label, job=run, repair=runners.vm_operation_repair)
+        registry.register(kind, kind.label, job=run, repair=jobs.vm_operation_repair)
+    registry.register(Kind.MOVE, Kind.MOVE.label, job=jobs.vm_move_run, repair=jobs.vm_move_repair)
     registry.register(
-        Kind.MOVE, Kind.MOVE.label, job=runners.vm_move_run, repair=runners.vm_move_repair
-    )
-    registry.register(
-        Kind.MERGE, Kind.MERGE.label, job=runners.layer_merge_run, repair=runners.layer_merge_repair
+        Kind.MERGE, Kind.MERGE.label, job=jobs.layer_merge_run, repair=jobs.layer_merge_repair
     )

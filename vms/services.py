@@ -1,7 +1,7 @@
 """Business rules for hosts, images and VMs: what a request may ask for, and recording it.
 
 Every long action becomes an Operation (see `operations.services.operation_start`) that a worker
-runs through `vms.runners`. The VM's state is checked after the operation is recorded, in the
+runs through `vms.jobs`. The VM's state is checked after the operation is recorded, in the
 same transaction: the operation is the VM's lock, so the state cannot change in between.
 """
 

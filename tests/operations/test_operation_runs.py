@@ -120,14 +120,14 @@ def test_a_long_operation_keeps_its_lease_while_its_worker_lives(
     vm = vm_row(owner=alice, state=VMState.RUNNING)
     swept_meanwhile = []
 
-    def slow_runner(operation):
+    def slow_job(operation):
         for _ in range(4):  # 8 s: twice the lease
             time.sleep(2)
             swept_meanwhile.extend(operations_expire())
         return {}
 
     stop = registry.registered(VMOperationKind.STOP)
-    monkeypatch.setitem(registry._TYPES, stop.kind, dataclasses.replace(stop, job=slow_runner))
+    monkeypatch.setitem(registry._TYPES, stop.kind, dataclasses.replace(stop, job=slow_job))
     operation = queued(vm)
     operation_run(operation.id)
     operation.refresh_from_db()

@@ -172,7 +172,7 @@ TICK = re.compile(rb"TICK (\d+)\r?\n")
 
 
 class WorkerDied(BaseException):
-    """Stands for a worker killed on the spot: no handler of the runner sees it."""
+    """Stands for a worker killed on the spot: no handler of the job sees it."""
 
 
 def console_bytes(vm) -> bytes:
@@ -271,18 +271,18 @@ def test_a_live_snapshot_resumes_a_program_that_counts_in_memory(make_vm, alice,
     from django.utils import timezone
 
     from operations import services as operation_services
-    from snapshots import runners
+    from snapshots import jobs
 
     guest.run(vm, "echo before-third > /root/marker; sync; echo ok")
     real_enqueue = operation_services.operation_enqueue
     monkeypatch.setattr(operation_services, "operation_enqueue", lambda operation: None)
     restore = snapshot_restore(snapshot=snapshot, user=alice)
     claimed = operation_services.operation_claim(restore.pk)
-    real_resume = runners.memory_resume
-    monkeypatch.setattr(runners, "memory_resume", lambda *a: (_ for _ in ()).throw(WorkerDied()))
+    real_resume = jobs.memory_resume
+    monkeypatch.setattr(jobs, "memory_resume", lambda *a: (_ for _ in ()).throw(WorkerDied()))
     with pytest.raises(WorkerDied):
-        runners.snapshot_restore_run(claimed)
-    monkeypatch.setattr(runners, "memory_resume", real_resume)
+        jobs.snapshot_restore_run(claimed)
+    monkeypatch.setattr(jobs, "memory_resume", real_resume)
     offset = len(console_bytes(vm))
     later = timezone.now() + timezone.timedelta(minutes=5)
     assert [o.pk for o in operation_services.operations_expire(now=later)] == [restore.pk]

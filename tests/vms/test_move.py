@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 from core.errors import InvalidState, Unavailable
 from operations.models import Operation
 from tests.factories import host_row, image_row, vm_row
+from vms.jobs import vm_move_repair
 from vms.models import VM, Host, HostState, VMState
-from vms.runners import vm_move_repair
 from vms.services import vm_move
 
 

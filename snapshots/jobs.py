@@ -29,8 +29,8 @@ from snapshots.models import (
 )
 from snapshots.services import snapshot_forget
 from vms import hypervisor, layers
+from vms.jobs import domain_define, vm_operation_repair, vm_sync_state
 from vms.models import VM, Host, Layer, vm_id_of_lock
-from vms.runners import domain_define, vm_operation_repair, vm_sync_state
 from vms.services import layers_merge_pending
 
 
