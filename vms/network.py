@@ -104,9 +104,10 @@ def vm_address(vm: VM, leased: dict[str, str] | None = None) -> str:
     """The VM's address on the guests' network, given on first need and kept for its life.
 
     Free addresses are tried from a random point of the subnet; the unique constraint settles a
-    race between two workers. An address still leased to another MAC (`leased`, address to MAC,
-    of the VM's host: a deleted VM's lease outlives it) is not free: DHCP would hand the new
-    guest some other address, one its filter does not let it send from."""
+    race between two workers. An address reserved or still leased to another MAC (`leased`,
+    address to MAC, on the VM's host: a deleted VM's lease outlives it, and another installation
+    sharing the host's network reserves its own) is not free: DHCP would hand the new guest some
+    other address, one its filter does not let it send from."""
     if vm.ip_address:
         return vm.ip_address
     subnet = settings.GUEST_SUBNET
@@ -140,8 +141,13 @@ def vm_network_attach(vm: VM) -> dict:
     if not host_has_network(vm.host):
         return {}
     spec = network_spec()
-    leased = {} if vm.ip_address else vm.host.hypervisor.network_leases(spec.name)
-    address = vm_address(vm, leased)
+    taken = {}
+    if not vm.ip_address:
+        # Another installation on the same libvirtd hands out addresses on the same network.
+        reserved = vm.host.hypervisor.network_reservations(spec.name)
+        taken = {address: mac for mac, address in reserved.items()}
+        taken |= vm.host.hypervisor.network_leases(spec.name)
+    address = vm_address(vm, taken)
     vm.host.hypervisor.network_reserve(spec.name, mac=vm.mac_address, address=address)
     return {"network": spec.name, "network_filter": spec.filter_name, "ip_address": address}
 

@@ -55,3 +55,22 @@ def test_a_full_subnet_is_a_clear_error(new_vm, small_subnet):
         network.vm_address(new_vm())
     with pytest.raises(hypervisor.HypervisorError, match="no free address"):
         network.vm_address(new_vm())
+
+
+def test_an_address_reserved_for_another_installations_guest_is_not_given(
+    new_vm, small_subnet, fake_hosts, settings
+):
+    # Another installation on the same libvirtd hands out addresses on the same network; its
+    # reservations are in the network, not in this installation's database.
+    settings.GUEST_NETWORK = "guests"
+    vm = new_vm()
+    host = vm.host
+    host.libvirt_uri = "qemu:///system"
+    host.save()
+    network.host_network_ensure(host)
+    for n in (2, 3, 4, 5):
+        host.hypervisor.network_reserve(
+            "guests", mac=f"52:54:00:aa:00:0{n}", address=f"10.77.0.{n}"
+        )
+    assert network.vm_network_attach(vm)["ip_address"] == "10.77.0.6"
+    assert host.hypervisor.network_reservations("guests")["52:54:00:aa:00:02"] == "10.77.0.2"
