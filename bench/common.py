@@ -1,8 +1,9 @@
 """What the benchmarks share: Django set up on a database of their own, and small statistics.
 
 The benchmarks run on PostgreSQL (`BENCH_DATABASE_URL`, by default a database `ks_bench` on the
-local server, created when missing) with their own storage pool, so they never touch the data of
-a running service or of the tests.
+local server, created when missing), so they are an installation of their own: their own storage
+pool, named for it, and they never touch the guests, files or pools of a running service or of
+the tests.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ def bench_environment() -> dict:
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         "DATA_DIR": str(ROOT / "var" / "bench"),
-        "STORAGE_POOL": "koding-snapshots-bench",
         "QUEUE_NAME": "koding-snapshots-bench",
         "LOG_LEVEL": "WARNING",
         "API_MUTATION_RATE": "1000000/min",
