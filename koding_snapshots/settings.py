@@ -209,7 +209,9 @@ STORAGE_DIR = Path(
         "/var/lib/koding-snapshots" if IS_ROOT else str(DATA_DIR / "storage"),
     )
 )
-STORAGE_POOL = env_str("STORAGE_POOL", "koding-snapshots")
+# Empty: the pool is named for this installation ("koding-snapshots-<first 8 hex digits of its
+# identity>"), so installations sharing a libvirtd never share a pool.
+STORAGE_POOL = env_str("STORAGE_POOL", "")
 # Guests live on a network the service defines on each host (NAT, DHCP, isolated ports, a
 # filter of its own): they reach the outside world where the host does (unless GUEST_INTERNET is
 # off), DHCP and DNS on their gateway, and nothing else of the host, its ranges or each other.

@@ -19,7 +19,7 @@ from core.errors import InvalidState, OperationFailed
 from operations.failpoints import failpoint
 from operations.models import Operation
 from operations.services import operation_report
-from vms import hypervisor, layers, network
+from vms import hypervisor, layers, network, ownership
 from vms.models import VM, Host, Layer, VMState, vm_id_of_lock
 
 
@@ -47,7 +47,7 @@ def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
         initrd_path=layers.volume_path(host, image.initrd_volume),
         cmdline=f"{image.cmdline} ks.hostname={guest_hostname(vm)}",
         console_log=console_log_path(vm),
-        metadata={"vm": str(vm.id), "host": host.name, "pool": host.pool_name},
+        metadata=ownership.domain_metadata(vm=str(vm.id), host=host.name, pool=host.pool_name),
         **nic,
     )
 

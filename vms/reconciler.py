@@ -9,7 +9,8 @@ Run by the task queue's scheduler every few minutes and by `manage.py reconcile`
 - finishes layers left half-created or half-deleted, and frees layers nothing refers to;
 - reports domains and volumes that no row accounts for, and removes them once they have been
   seen for a grace period and are provably unreferenced (no layer row, and no volume built on
-  them).
+  them). It looks only at what carries this installation's identity (`vms.ownership`): its own
+  domains, and pools no other installation has claimed.
 
 It never frees a layer that a VM, a snapshot, an image or another layer refers to: freeing goes
 through `vms.layers.layer_release`, which checks exactly that under a row lock.
@@ -28,7 +29,7 @@ from django.utils import timezone
 from operations.models import Operation
 from operations.services import operations_expire, operations_resend
 from snapshots.models import Snapshot
-from vms import hypervisor, layers
+from vms import hypervisor, layers, ownership
 from vms.models import (
     VM,
     Host,
@@ -112,10 +113,12 @@ def _operations(report: Report, now, grace: timedelta) -> None:
 
 
 def _host(report: Report, host: Host, now, grace: timedelta) -> None:
+    # Only this installation's domains, and those from before domains carried an installation
+    # (compared with the VMs, never removed); another installation's are not looked at.
     records = {
         record.uuid: record
         for record in host.hypervisor.domains()
-        if record.metadata.get("pool") == host.pool_name
+        if ownership.domain_is_ours(record) or ownership.domain_is_unmarked(record, host)
     }
     locks = Operation.objects.active().values_list("lock", flat=True)
     busy = {vm_id_of_lock(lock) for lock in locks} - {None}
@@ -139,7 +142,7 @@ def _host(report: Report, host: Host, now, grace: timedelta) -> None:
             report.healthy.append(f"VM {vm.name!r}: {actual}, as recorded.")
 
     for domain_uuid, record in records.items():
-        if domain_uuid in known_domains:
+        if domain_uuid in known_domains or not ownership.domain_is_ours(record):
             continue
         if _seen_long_enough(host, OrphanSighting.Kind.DOMAIN, record.name, now, grace):
             host.hypervisor.domain_undefine(domain_uuid)
@@ -178,6 +181,11 @@ def _layers(report: Report, host: Host, now, grace: timedelta) -> None:
 def _volumes(report: Report, host: Host, now, grace: timedelta) -> None:
     pool = host.pool_name
     names = set(host.hypervisor.volume_names(pool))
+    if ownership.pool_claims_of_others(names):
+        taken = ownership.pool_taken_message(host)
+        report.add(f"Host {host.name}: {taken} Its volumes are left alone.")
+        return
+    names = {name for name in names if not ownership.is_pool_claim(name)}
     known = {layer.volume_name for layer in Layer.objects.filter(host=host).only("id")}
     # Copies of layers made elsewhere, and every image's kernel and initrd (copied to the hosts
     # that run its VMs; names are ids, so other hosts' names do no harm).

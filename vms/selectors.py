@@ -3,20 +3,29 @@ nothing here restricts by owner (querysets do that: `VM.objects.owned_by(user)`)
 
 from django.conf import settings
 
+from core.installation import installation_short
 from vms.models import Host
 
 DEFAULT_HOST_NAME = "local"
 
 
+def pool_name_from_settings() -> str:
+    """The storage pool's name: STORAGE_POOL, or one named for this installation."""
+    return settings.STORAGE_POOL or f"koding-snapshots-{installation_short()}"
+
+
 def host_from_settings() -> Host:
-    """The host this installation's settings describe (unsaved)."""
+    """The host this installation's settings describe (unsaved): its pool and console logs in
+    folders of STORAGE_DIR named like the pool, so that installations sharing a STORAGE_DIR
+    keep apart."""
+    pool = pool_name_from_settings()
     return Host(
         name=DEFAULT_HOST_NAME,
         libvirt_uri=settings.LIBVIRT_URI,
         domain_type=settings.LIBVIRT_DOMAIN_TYPE,
-        pool_name=settings.STORAGE_POOL,
-        pool_path=str(settings.STORAGE_DIR / settings.STORAGE_POOL),
-        console_dir=str(settings.STORAGE_DIR / "console"),
+        pool_name=pool,
+        pool_path=str(settings.STORAGE_DIR / pool),
+        console_dir=str(settings.STORAGE_DIR / f"{pool}-console"),
     )
 
 

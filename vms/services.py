@@ -27,10 +27,10 @@ from core.errors import (
 )
 from operations.models import Operation
 from operations.services import operation_start
-from vms import hypervisor, layers, network
+from vms import hypervisor, layers, network, ownership
 from vms.models import VM, Host, HostState, Image, Layer, VMOperationKind, VMState
 from vms.placement import host_place
-from vms.selectors import host_from_settings
+from vms.selectors import default_host, host_from_settings
 
 GIB = 1024**3
 NAME_MAX = 64
@@ -44,16 +44,17 @@ def host_ensure_default() -> Host:
     changes to it are kept."""
     wanted = host_from_settings()
     wanted.clean()  # LIBVIRT_URI is held to the rules of any host's URI
-    host, created = Host.objects.update_or_create(
-        name=wanted.name,
-        defaults={
-            "libvirt_uri": wanted.libvirt_uri,
-            "domain_type": wanted.domain_type,
+    fields = {"libvirt_uri": wanted.libvirt_uri, "domain_type": wanted.domain_type}
+    registered = Host.objects.filter(name=wanted.name).exists()
+    if settings.STORAGE_POOL or not registered:
+        # Without STORAGE_POOL a registered host keeps the pool it has (an installation made
+        # before pools were named for it keeps its layers where they are).
+        fields |= {
             "pool_name": wanted.pool_name,
             "pool_path": wanted.pool_path,
             "console_dir": wanted.console_dir,
-        },
-    )
+        }
+    host, created = Host.objects.update_or_create(name=wanted.name, defaults=fields)
     host_prepare(host)
     if created:
         Host.objects.filter(pk=host.pk).update(**host_capacity(host))
@@ -65,6 +66,7 @@ def host_prepare(host: Host) -> None:
     """Create the host's storage pool, console-log pool and guests' network where they are
     missing (through libvirt, so a remote host is prepared the same way)."""
     host.hypervisor.pool_ensure(host.pool_name, host.pool_path)
+    ownership.pool_claim(host)
     host.hypervisor.pool_ensure(host.console_pool_name, host.console_dir)
     network.host_network_ensure(host)
 
@@ -93,7 +95,7 @@ def host_add(
     """Register another libvirt host, with the same pool and console folders as the others.
 
     Its pools are made through libvirt; capacity not given is read from the host."""
-    template = host_from_settings()
+    template = default_host()  # the pool folders of the hosts already registered
     host = Host(
         name=name,
         libvirt_uri=libvirt_uri,
@@ -119,6 +121,8 @@ def host_probe(host: Host) -> str | None:
         host.hypervisor.version()
         if not host.hypervisor.pool_exists(host.pool_name):
             return f"the storage pool {host.pool_name!r} is missing or stopped"
+        if ownership.pool_claims_of_others(host.hypervisor.volume_names(host.pool_name)):
+            return ownership.pool_taken_message(host)
         return network.host_network_problem(host)
     except hypervisor.HypervisorError as exc:
         return str(exc)
