@@ -214,6 +214,10 @@ def write(results: dict) -> None:
         from bench.chains import markdown
 
         lines += markdown(results["chains"]).splitlines()
+    if results.get("load"):
+        from bench.load import markdown as load_markdown
+
+        lines += ["", *load_markdown(results["load"]).splitlines()]
     if results.get("hosts"):
         from bench.hosts import markdown as hosts_markdown
 

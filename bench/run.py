@@ -2,7 +2,7 @@
 
 bin/bench                      everything
 bin/bench live pause           some parts: snapshots, pause, live, storage, queue, api, scale,
-                               browse, chains, hosts
+                               browse, chains, hosts, load
 bin/bench --repeats 3          fewer repetitions (default 5)
 """
 
@@ -29,6 +29,7 @@ PARTS = (
     "browse",
     "chains",
     "hosts",
+    "load",
 )
 
 
@@ -41,12 +42,12 @@ def main() -> None:
     parts = args.parts or list(PARTS)
 
     setup_django()
-    from bench import api, browse, chains, guests, hosts, live, queue_latency, report, scale
+    from bench import api, browse, chains, guests, hosts, live, load, queue_latency, report, scale
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
     results["date"] = datetime.date.today().isoformat()
-    guest_parts = {"snapshots", "pause", "live", "storage", "api", "scale", "chains"}
+    guest_parts = {"snapshots", "pause", "live", "storage", "api", "scale", "chains", "load"}
     lab = guests.Lab() if guest_parts & set(parts) else None
     sizes = [int(s) for s in args.sizes.split(",")]
     steps = {
@@ -63,6 +64,7 @@ def main() -> None:
         "browse": ("browse", lambda: browse.browse_bench(args.repeats)),
         "chains": ("chains", lambda: chains.chain_retention(lab)),
         "hosts": ("hosts", lambda: hosts.host_seeding(min(args.repeats, 3))),
+        "load": ("load", lambda: load.user_actions_under_load(lab)),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
