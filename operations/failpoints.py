@@ -23,3 +23,17 @@ def failpoint(name: str) -> None:
     (folder / name).touch()
     while True:
         time.sleep(1)
+
+
+def failpoint_until(name: str, condition) -> None:
+    """Like `failpoint`, but the worker goes on once `condition()` is true: a test holds a job
+    at a named place until what it waits for happens (housekeeping, until it is told to give
+    way)."""
+    if name not in settings.FAILPOINTS:
+        return
+    logger.warning("Failpoint %s reached; waiting here until told to go on.", name)
+    folder = Path(settings.FAILPOINT_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).touch()
+    while not condition():
+        time.sleep(0.1)

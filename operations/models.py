@@ -17,10 +17,27 @@ class OperationState(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
-    SKIPPED = "skipped", "Skipped"  # never ran: recorded so the user sees why (a schedule's run)
+    # Never ran (a schedule's run), or housekeeping that gave way: recorded so the user sees why.
+    SKIPPED = "skipped", "Skipped"
 
 
 ACTIVE_STATES = (OperationState.QUEUED, OperationState.RUNNING)
+
+
+# A housekeeping operation (merging, flattening: work the service does on its own) holds the
+# lock of what it works on with this suffix, so a user's operation on the same thing is accepted
+# beside it: the user's operation waits for it to give way, and it gives way at its next safe
+# point and is tried again later (see `operations.services.housekeeping_wait`).
+HOUSEKEEPING_SUFFIX = "/housekeeping"
+
+
+def housekeeping_lock(lock: str) -> str:
+    return f"{lock}{HOUSEKEEPING_SUFFIX}" if lock else ""
+
+
+def lock_of(lock: str) -> str:
+    """The lock a housekeeping lock stands beside (any other lock is itself)."""
+    return lock.removesuffix(HOUSEKEEPING_SUFFIX)
 
 
 class OperationQuerySet(OwnedQuerySet):

@@ -14,6 +14,9 @@ class OperationType:
     label: str
     job: Callable  # (operation) -> dict | None: the work, in a worker
     repair: Callable  # (operation) -> str: what was done about a half-done one, in a sentence
+    # Work the service does on its own (merging, flattening): it never stands in a user's way
+    # (see `operations.services.housekeeping_lock`).
+    housekeeping: bool = False
 
 
 _TYPES: dict[str, OperationType] = {}
@@ -23,10 +26,12 @@ class DuplicateKind(Exception):
     """Two apps (or one, twice with different jobs) registered the same kind of operation."""
 
 
-def register(kind: str, label: str, *, job: Callable, repair: Callable) -> None:
+def register(
+    kind: str, label: str, *, job: Callable, repair: Callable, housekeeping: bool = False
+) -> None:
     """Register a kind of operation. Registering the very same kind again changes nothing; a
     different one under a kind already taken is refused (it would silently replace the job)."""
-    wanted = OperationType(str(kind), str(label), job, repair)
+    wanted = OperationType(str(kind), str(label), job, repair, housekeeping)
     found = _TYPES.setdefault(wanted.kind, wanted)
     if found != wanted:
         raise DuplicateKind(f"The operation kind {wanted.kind!r} is registered already.")
@@ -34,6 +39,11 @@ def register(kind: str, label: str, *, job: Callable, repair: Callable) -> None:
 
 def registered(kind: str) -> OperationType:
     return _TYPES[kind]
+
+
+def is_housekeeping(kind: str) -> bool:
+    found = _TYPES.get(str(kind))
+    return found is not None and found.housekeeping
 
 
 def choices() -> list[tuple[str, str]]:

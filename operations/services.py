@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from operations.models import (
     Operation,
     OperationState,
     WorkerHeartbeat,
+    housekeeping_lock,
+    lock_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,15 @@ def lease_end(now=None):
     return (now or timezone.now()) + timedelta(seconds=settings.WORKER_LEASE_SECONDS)
 
 
+# How often housekeeping looks for a user's operation to give way to, and a waiting user's
+# operation for housekeeping to end.
+HOUSEKEEPING_POLL_SECONDS = 0.25
+
+
+class Yielded(Exception):
+    """Housekeeping stopped at a safe point to give way to a user's operation."""
+
+
 def operation_start(
     *,
     kind: str,
@@ -86,8 +98,20 @@ def operation_start(
     """Record a queued operation and enqueue its task when the transaction commits.
 
     Raises `Busy` when another active operation holds `lock`: the database's partial unique
-    index decides, so of two racing requests exactly one gets through.
+    index decides, so of two racing requests exactly one gets through. A housekeeping kind holds
+    `lock` as its housekeeping lock, and is refused (`Busy`) while a user's operation holds
+    `lock`: housekeeping never starts in front of one.
     """
+    if lock and registry.is_housekeeping(kind):
+        waiting = Operation.objects.active().holding(lock).first()
+        if waiting is not None:
+            raise Busy(waiting)
+        lock = housekeeping_lock(lock)
+    message = "Waiting for a worker"
+    if lock and not registry.is_housekeeping(kind):
+        beside = Operation.objects.active().holding(housekeeping_lock(lock)).first()
+        if beside is not None:
+            message = f"Waiting for {beside.get_kind_display().lower()} to stop"
     fields = {
         "kind": kind,
         "owner": owner,
@@ -96,7 +120,7 @@ def operation_start(
         "target_name": target_name,
         "params": params or {},
         "idempotency_key": idempotency_key,
-        "message": "Waiting for a worker",
+        "message": message,
     }
     if subject is not None:  # a generic relation set to None would store a NULL id
         fields["subject"] = subject
@@ -165,7 +189,7 @@ def operations_forget(subject, *, lock: str = "") -> None:
     what it was) and lose the link to it, and, with `lock`, the lock it gave them."""
     Operation.objects.about(subject).update(subject_type=None, subject_id="")
     if lock:
-        Operation.objects.holding(lock).update(lock="")
+        Operation.objects.filter(lock__in=[lock, housekeeping_lock(lock)]).update(lock="")
 
 
 def operation_report(operation: Operation, *, progress: int, message: str) -> None:
@@ -234,7 +258,11 @@ def operation_run(operation_id) -> Operation | None:
     job = registry.registered(operation.kind).job
     try:
         with lease_kept(operation):
+            if operation.lock and not registry.is_housekeeping(operation.kind):
+                housekeeping_wait(operation)
             result = job(operation)
+    except Yielded as exc:
+        operation_finish_yielded(operation, str(exc))
     except ServiceError as exc:
         operation_finish(operation, error=exc.message)
     except BackendRefused as exc:
@@ -245,6 +273,63 @@ def operation_run(operation_id) -> Operation | None:
     else:
         operation_finish(operation, result=result or {})
     return operation
+
+
+def housekeeping_wait(operation: Operation) -> None:
+    """Before a user's operation runs: wait for housekeeping running on what it locks to give
+    way (it looks every HOUSEKEEPING_POLL_SECONDS and stops at its next safe point)."""
+    beside = Operation.objects.filter(
+        lock=housekeeping_lock(operation.lock), state=OperationState.RUNNING
+    )
+    running = beside.first()
+    if running is None:
+        return
+    operation_report(
+        operation, progress=0, message=f"Waiting for {running.get_kind_display().lower()} to stop"
+    )
+    started = time.monotonic()
+    while beside.exists():
+        time.sleep(HOUSEKEEPING_POLL_SECONDS)
+    logger.info(
+        "Operation %s waited %.1f s for %s to give way",
+        operation.pk,
+        time.monotonic() - started,
+        running.kind,
+    )
+    operation_report(operation, progress=0, message="Starting")
+
+
+def housekeeping_should_yield(operation: Operation):
+    """For a housekeeping job: a function telling whether a user's operation now waits for what
+    it works on (queued or running), asking the database at most every
+    HOUSEKEEPING_POLL_SECONDS. Housekeeping then stops at a safe point (`raise Yielded`)."""
+    lock = lock_of(operation.lock)
+    last, answer = 0.0, False
+
+    def should_yield() -> bool:
+        nonlocal last, answer
+        if not lock or answer:
+            return answer
+        now = time.monotonic()
+        if now - last >= HOUSEKEEPING_POLL_SECONDS:
+            last = now
+            answer = Operation.objects.active().holding(lock).exists()
+        return answer
+
+    return should_yield
+
+
+def operation_finish_yielded(operation: Operation, why: str) -> None:
+    """Record housekeeping that gave way: skipped (it left everything as it was), to be tried
+    again by the next sweep."""
+    fields = {
+        "state": OperationState.SKIPPED,
+        "finished_at": timezone.now(),
+        "message": why or "Gave way to the owner's operation; tried again later",
+    }
+    Operation.objects.filter(pk=operation.pk, state=OperationState.RUNNING).update(**fields)
+    for name, value in fields.items():
+        setattr(operation, name, value)
 
 
 @contextlib.contextmanager

@@ -55,11 +55,22 @@ def _register_operations():
         (Kind.FORCE_STOP, jobs.vm_force_stop_run),
         (Kind.REBOOT, jobs.vm_reboot_run),
         (Kind.DELETE, jobs.vm_delete_run),
-        (Kind.FLATTEN, jobs.vm_flatten_run),
         (Kind.REPAIR, jobs.vm_repair_run),
     ):
         registry.register(kind, kind.label, job=run, repair=jobs.vm_operation_repair)
     registry.register(Kind.MOVE, Kind.MOVE.label, job=jobs.vm_move_run, repair=jobs.vm_move_repair)
+    # The service's own housekeeping: it gives way to the owner's operations on the VM.
     registry.register(
-        Kind.MERGE, Kind.MERGE.label, job=jobs.layer_merge_run, repair=jobs.layer_merge_repair
+        Kind.FLATTEN,
+        Kind.FLATTEN.label,
+        job=jobs.vm_flatten_run,
+        repair=jobs.vm_operation_repair,
+        housekeeping=True,
+    )
+    registry.register(
+        Kind.MERGE,
+        Kind.MERGE.label,
+        job=jobs.layer_merge_run,
+        repair=jobs.layer_merge_repair,
+        housekeeping=True,
     )

@@ -16,9 +16,9 @@ from pathlib import PurePosixPath
 from django.conf import settings
 
 from core.errors import InvalidState, OperationFailed
-from operations.failpoints import failpoint
+from operations.failpoints import failpoint, failpoint_until
 from operations.models import Operation
-from operations.services import operation_report
+from operations.services import Yielded, housekeeping_should_yield, operation_report
 from vms import hypervisor, layers, network, ownership
 from vms.models import VM, Host, Layer, VMState, vm_id_of_lock
 
@@ -253,6 +253,11 @@ def discard(vm: VM) -> None:
 def vm_flatten_run(operation: Operation) -> dict:
     """Make the VM's disk self-contained: copy its chain into one layer, then free what only
     that chain needed. Keeps chains short; the snapshots keep their own layers."""
+    with housekeeping_give_way(operation) as should_stop:
+        return _flatten(operation, should_stop)
+
+
+def _flatten(operation: Operation, should_stop) -> dict:
     vm = _vm(operation)
     old = vm.active_layer
     if old.parent_id is None:
@@ -264,10 +269,20 @@ def vm_flatten_run(operation: Operation) -> dict:
             on_progress=lambda done: operation_report(
                 operation, progress=10 + int(80 * done), message="Copying the chain into the disk"
             ),
+            should_stop=should_stop,
         )
         parent_id = old.parent_id
         Layer.objects.filter(pk=old.pk).update(parent=None, depth=1)
         vm.host.hypervisor.pool_refresh(vm.host.pool_name)
+    elif hypervisor.uri_is_local(vm.host.libvirt_uri):
+        # The same as a block pull, with no guest: the chain's data is copied into the disk's
+        # own layer, which then stands alone (stoppable half-way, like a merge's rebase).
+        operation_report(operation, progress=10, message="Copying the chain into the disk")
+        vm.host.hypervisor.volume_rebase(
+            vm.host.pool_name, old.volume_name, None, should_stop=should_stop
+        )
+        parent_id = old.parent_id
+        Layer.objects.filter(pk=old.pk).update(parent=None, depth=1)
     else:
         operation_report(operation, progress=10, message="Copying the disk")
         new = layers.layer_create(
@@ -356,9 +371,27 @@ def vm_move_repair(operation: Operation) -> str:
 
 
 def layer_merge_run(operation: Operation) -> dict:
-    """Merge a layer that only one layer builds on into that one (see `layers.layer_merge`)."""
-    operation_report(operation, progress=10, message="Merging a layer into the one built on it")
-    return layers.layer_merge(operation.params["layer"])
+    """Merge a layer that only one layer builds on into that one (see `layers.layer_merge`).
+    Housekeeping: it gives way to the owner's operations on the VM (`housekeeping_give_way`)."""
+    with housekeeping_give_way(operation) as should_stop:
+        operation_report(operation, progress=10, message="Merging a layer into the one built on it")
+        return layers.layer_merge(operation.params["layer"], should_stop=should_stop)
+
+
+@contextlib.contextmanager
+def housekeeping_give_way(operation: Operation):
+    """Around a housekeeping job: gives it the function that says when to stop (a user's
+    operation waits for the VM), refuses to begin when one already waits, and turns a stop at
+    a safe point into `Yielded` (the operation is recorded as skipped, the next sweep tries
+    again)."""
+    should_stop = housekeeping_should_yield(operation)
+    if should_stop():
+        raise Yielded("Gave way to the owner's operation before it began; tried again later")
+    failpoint_until("housekeeping.begun", should_stop)
+    try:
+        yield should_stop
+    except hypervisor.Interrupted:
+        raise Yielded("Gave way to the owner's operation; tried again later") from None
 
 
 def layer_merge_repair(operation: Operation) -> str:

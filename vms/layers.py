@@ -209,7 +209,7 @@ def layer_owner(layer: Layer):
     return None
 
 
-def layer_merge(layer_id) -> dict:
+def layer_merge(layer_id, *, should_stop=None) -> dict:
     """Merge a layer that only one layer builds on into that one, and free it: the chain gets a
     layer shorter, and the disk space the two held twice is freed. What every disk shows stays
     exactly as it was. Safe to call again after a crash: work already done is recognised.
@@ -222,6 +222,9 @@ def layer_merge(layer_id) -> dict:
     - the child is a read-only layer of one running guest's chain: a block commit of the child
       down into the layer, which then takes the child's place (its snapshot, the layers above).
     Anything else (two running guests share the child) keeps the layer until that changes.
+
+    `should_stop()` (housekeeping giving way) stops the disk work at a safe point, raising
+    `hypervisor.Interrupted`: the layer is kept as it was, for the next try.
     """
     with transaction.atomic():
         layer = (
@@ -255,10 +258,14 @@ def layer_merge(layer_id) -> dict:
         if not running and not hypervisor.uri_is_local(uri):
             reason = f"host {host.name} is another machine; it is merged while its VM runs."
         elif not running:
-            host.hypervisor.volume_rebase(pool, child.volume_name, parent_path)
+            host.hypervisor.volume_rebase(
+                pool, child.volume_name, parent_path, should_stop=should_stop
+            )
             return _pulled_into(child, layer)
         elif len(running) == 1 and running[0].active_layer_id == child.pk:
-            host.hypervisor.domain_block_pull(running[0].domain_uuid, base_path=parent_path)
+            host.hypervisor.domain_block_pull(
+                running[0].domain_uuid, base_path=parent_path, should_stop=should_stop
+            )
             host.hypervisor.pool_refresh(pool)
             return _pulled_into(child, layer)
         else:
@@ -268,6 +275,7 @@ def layer_merge(layer_id) -> dict:
                     running[0].domain_uuid,
                     top_path=layer_path(child),
                     base_path=layer_path(layer),
+                    should_stop=should_stop,
                 )
                 host.hypervisor.pool_refresh(pool)
                 return _committed_into(layer, child)

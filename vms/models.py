@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.access import OwnedQuerySet
+from operations.models import lock_of
 from vms.hypervisor import Hypervisor
 
 
@@ -207,7 +208,7 @@ def vm_id_of_lock(lock: str) -> uuid.UUID | None:
     if not lock.startswith(LOCK_PREFIX):
         return None
     try:
-        return uuid.UUID(lock.removeprefix(LOCK_PREFIX))
+        return uuid.UUID(lock_of(lock).removeprefix(LOCK_PREFIX))
     except ValueError:
         return None
 

@@ -11,7 +11,7 @@ from core.access import get_owned_or_404
 from core.errors import ServiceError
 from core.page_actions import attempt, attempt_on_form
 from core.views import not_found
-from operations.models import Operation
+from operations.models import Operation, housekeeping_lock
 from snapshots import page_links
 from snapshots import services as snapshot_services
 from snapshots.models import Snapshot, SnapshotState
@@ -56,6 +56,8 @@ def dashboard(request):
 def _vm_context(request, vm):
     operation = Operation.objects.active().holding(vm.lock).first()
     recent = Operation.objects.holding(vm.lock).exclude(pk=getattr(operation, "pk", None))
+    # The service's own work on the VM: shown as a quiet line, never as busy.
+    housekeeping = Operation.objects.active().holding(housekeeping_lock(vm.lock)).first()
     return {
         "vm": vm,
         "can": {
@@ -65,8 +67,9 @@ def _vm_context(request, vm):
             "delete": services.vm_can(vm, VMOperationKind.DELETE),
         },
         "operation": operation,
+        "housekeeping": housekeeping,
         # The page watches the VM while something happens to it.
-        "polling": operation is not None or vm.state == VMState.CREATING,
+        "polling": bool(operation or housekeeping) or vm.state == VMState.CREATING,
         "last_operation": recent.order_by("-created_at").first(),
         **_snapshots_on_vm_page(request, vm),
         **page_parts.vm_page_context(request, vm),

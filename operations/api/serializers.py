@@ -2,7 +2,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from operations.models import Operation
+from operations.models import Operation, lock_of
 
 # The API names what an operation holds and is about the way its clients know them: `vm` is the
 # VM its lock names ("vm:<id>"), `snapshot` its subject when that is a snapshot. The keys are the
@@ -12,7 +12,7 @@ SNAPSHOT_MODEL = ("snapshots", "snapshot")
 
 
 def locked_vm_id(operation: Operation) -> str | None:
-    lock = operation.lock
+    lock = lock_of(operation.lock)  # housekeeping names the VM it works on, too
     return lock.removeprefix(VM_LOCK) if lock.startswith(VM_LOCK) else None
 
 

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Plan, User
-from operations.models import Operation, OperationState
+from operations.models import Operation, OperationState, housekeeping_lock
 from snapshots.models import Snapshot, SnapshotState
 from tests.factories import image_row, layer_row, vm_row
 from vms.models import VMOperationKind, VMState
@@ -175,7 +175,9 @@ def test_flatten_starts_an_operation(client, charlie, alice):
     vm = vm_row(owner=alice, state=VMState.RUNNING)
     client.force_login(charlie)
     act(client, "/admin/vms/vm/", "flatten", [vm.pk])
-    assert Operation.objects.holding(vm.lock).get().kind == VMOperationKind.FLATTEN
+    # Flattening is housekeeping: it holds the VM's housekeeping lock, never the VM's own.
+    flattening = Operation.objects.holding(housekeeping_lock(vm.lock)).get()
+    assert flattening.kind == VMOperationKind.FLATTEN
 
 
 def test_change_plan_asks_which_then_moves_the_users(client, charlie, alice, bob):

@@ -3,6 +3,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from core.api.common import CONTROL_BUT_TAB, NameField, TextField
+from operations.models import HOUSEKEEPING_SUFFIX, Operation, lock_of
 from vms.models import VM, Image
 from vms.services import CONSOLE_LINE_MAX, GIB, NAME_MAX
 
@@ -34,6 +35,13 @@ class VMSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="False while the VM's host does not answer: its console and actions fail.",
     )
+    housekeeping = serializers.SerializerMethodField(
+        help_text=(
+            "What the service is tidying up on the VM's disk on its own (e.g. \"merge disk "
+            'layers"), or null. It never makes the VM busy: an action asked for now is accepted '
+            "and runs as soon as the housekeeping gives way, within seconds."
+        )
+    )
 
     class Meta:
         model = VM
@@ -50,6 +58,7 @@ class VMSerializer(serializers.ModelSerializer):
             "source_snapshot",
             "host",
             "host_reachable",
+            "housekeeping",
             "created_at",
             "updated_at",
         ]
@@ -57,6 +66,17 @@ class VMSerializer(serializers.ModelSerializer):
 
     def get_disk_gib(self, vm) -> float:
         return round(vm.disk_bytes / GIB, 2)
+
+    def get_housekeeping(self, vm) -> str | None:
+        # One query per response: the few housekeeping operations active for the VMs' owner.
+        if "housekeeping" not in self.context:
+            active = Operation.objects.active().filter(
+                owner_id=vm.owner_id, lock__endswith=HOUSEKEEPING_SUFFIX
+            )
+            self.context["housekeeping"] = {
+                lock_of(op.lock): op.get_kind_display().lower() for op in active
+            }
+        return self.context["housekeeping"].get(vm.lock)
 
 
 def public_image_slugs() -> list[str]:

@@ -36,6 +36,7 @@ from vms.hypervisor.errors import (
     DomainNotFound,
     HypervisorError,
     HypervisorUnavailable,
+    Interrupted,
     InvalidDomainState,
     MemoryMismatch,
     PoolNotFound,
@@ -210,15 +211,47 @@ def _interfaces_as_defined(saved: ET.Element, defined: ET.Element) -> None:
                 card.append(child)
 
 
-def _block_job_wait(dom: libvirt.virDomain, on_progress=None) -> None:
-    """Wait for the disk's block job, if one runs (one that a dead worker started, too)."""
+def _block_job_wait(dom: libvirt.virDomain, on_progress=None, should_stop=None) -> None:
+    """Wait for the disk's block job, if one runs (one that a dead worker started, too). When
+    `should_stop()` says so, cancel it and raise `Interrupted`: a block pull or a commit below
+    the top layer cancelled half-way has copied only data the chain already showed."""
     while True:
         info = dom.blockJobInfo(DISK_TARGET, 0)
         if not info:
             return
+        if should_stop and should_stop():
+            try:
+                dom.blockJobAbort(DISK_TARGET, 0)
+            except libvirt.libvirtError:
+                if dom.blockJobInfo(DISK_TARGET, 0):
+                    raise
+                return  # it ended on its own just now: the work is done
+            while dom.blockJobInfo(DISK_TARGET, 0):
+                time.sleep(0.05)
+            raise Interrupted("The block job was cancelled to give way; nothing was changed.")
         if on_progress and info.get("end"):
             on_progress(info["cur"] / info["end"])
         time.sleep(0.1)
+
+
+# How long a pool's re-read waits for volumes being made or deleted in it by other calls.
+POOL_BUSY_SECONDS = 10.0
+
+
+def _pool_refresh(pool: libvirt.virStoragePool) -> None:
+    """Re-read the pool's folder. libvirt refuses while a volume is being built in the pool
+    ("has asynchronous jobs running": another worker making a layer); that lasts milliseconds,
+    so the re-read is tried again for up to POOL_BUSY_SECONDS."""
+    deadline = time.monotonic() + POOL_BUSY_SECONDS
+    while True:
+        try:
+            pool.refresh(0)
+            return
+        except libvirt.libvirtError as exc:
+            busy = "asynchronous jobs running" in (exc.get_error_message() or "")
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 # QEMU notices a new reader of the console's pty by polling once a second, and only then reads
@@ -285,7 +318,7 @@ class Hypervisor:
                     return
                 raise
             if pool.isActive():
-                pool.refresh(0)
+                _pool_refresh(pool)
                 for vol in pool.listAllVolumes(0):
                     vol.delete(0)
                 pool.destroy()
@@ -368,7 +401,7 @@ class Hypervisor:
                 stream.abort()
                 vol.delete(0)
                 raise
-            pool.refresh(0)
+            _pool_refresh(pool)
             return _volume_info(pool.storageVolLookupByName(name))
 
     def volume_transfer(
@@ -431,7 +464,7 @@ class Hypervisor:
                     copy.delete(0)
                 raise
             # Re-read the folder: the volume's format and backing file are probed from its header.
-            pool.refresh(0)
+            _pool_refresh(pool)
             return _volume_info(pool.storageVolLookupByName(name))
 
     def volume_info(self, pool_name: str, name: str) -> VolumeInfo:
@@ -453,13 +486,13 @@ class Hypervisor:
     def pool_refresh(self, pool_name: str) -> None:
         """Re-read the pool's folder (after QEMU changed a volume's backing file behind libvirt)."""
         with _libvirt_errors():
-            self._pool(pool_name).refresh(0)
+            _pool_refresh(self._pool(pool_name))
 
     def volume_names(self, pool_name: str) -> list[str]:
         """Names of the volumes in the pool, after re-reading the folder."""
         with _libvirt_errors():
             pool = self._pool(pool_name)
-            pool.refresh(0)
+            _pool_refresh(pool)
             return sorted(pool.listVolumes())
 
     def network_ensure(self, spec: NetworkSpec, *, host_addresses: list[str]) -> None:
@@ -749,43 +782,63 @@ class Hypervisor:
             )
 
     def domain_block_pull(
-        self, domain_uuid: uuid.UUID, *, base_path: str | None = None, on_progress=None
+        self,
+        domain_uuid: uuid.UUID,
+        *,
+        base_path: str | None = None,
+        on_progress=None,
+        should_stop=None,
     ) -> None:
         """Copy into the running guest's top layer what the layers of its chain above
         `base_path` hold (everything, without a base), and put the top layer straight onto the
         base: those layers are then out of its chain. The guest keeps running; the copy takes
-        time."""
+        time. Cancelled, and `Interrupted` raised, as soon as `should_stop()` says so."""
         with _libvirt_errors():
             dom = self._domain(domain_uuid)
             _block_job_wait(dom)
+            if should_stop and should_stop():
+                raise Interrupted("Stopped before the block pull started.")
             dom.blockRebase(DISK_TARGET, base_path, 0, 0)
-            _block_job_wait(dom, on_progress)
+            _block_job_wait(dom, on_progress, should_stop)
 
     def domain_block_commit(
-        self, domain_uuid: uuid.UUID, *, top_path: str, base_path: str, on_progress=None
+        self,
+        domain_uuid: uuid.UUID,
+        *,
+        top_path: str,
+        base_path: str,
+        on_progress=None,
+        should_stop=None,
     ) -> None:
         """Copy into `base_path` what `top_path` holds, two adjacent read-only layers of the running
         guest's chain, and put the layer above the top straight onto the base: the base then holds
-        what the top showed, and the top is out of the chain. The guest keeps running."""
+        what the top showed, and the top is out of the chain. The guest keeps running. Cancelled,
+        and `Interrupted` raised, as soon as `should_stop()` says so."""
         with _libvirt_errors():
             dom = self._domain(domain_uuid)
             _block_job_wait(dom)
+            if should_stop and should_stop():
+                raise Interrupted("Stopped before the block commit started.")
             dom.blockCommit(DISK_TARGET, base_path, top_path, 0, 0)
-            _block_job_wait(dom, on_progress)
+            _block_job_wait(dom, on_progress, should_stop)
 
     def domain_disk_chain(self, domain_uuid: uuid.UUID) -> list[str]:
         """The files of the running guest's disk as QEMU has them open: its top layer first, then
         each one below."""
         return disk_chain_in(self.domain_xml_of(domain_uuid))
 
-    def volume_rebase(self, pool_name: str, name: str, backing_path: str | None) -> VolumeInfo:
+    def volume_rebase(
+        self, pool_name: str, name: str, backing_path: str | None, *, should_stop=None
+    ) -> VolumeInfo:
         """Put a layer that no guest has open onto another backing file (none: standalone),
         keeping what it shows: what differs between its old chain and the new one is copied into
         it; when the new backing lies in the old chain, that is only what the layers in between
         hold.
 
         libvirt has no call for this, so `qemu-img rebase` runs here: only for a host whose pool is
-        on this machine. QEMU's image locks refuse it while a guest has the file open.
+        on this machine. QEMU's image locks refuse it while a guest has the file open. Stopped,
+        and `Interrupted` raised, as soon as `should_stop()` says so: a rebase cut short has copied
+        only what the layer already showed, and its backing file is changed last.
         """
         if not uri_is_local(self.uri):
             raise HypervisorError(f"Layers on {self.uri} can only be merged while their VM runs.")
@@ -794,9 +847,19 @@ class Hypervisor:
         argv = ["qemu-img", "rebase", "-f", "qcow2", "-b", backing_path or ""]
         if backing_path:
             argv += ["-F", "qcow2"]
-        result = subprocess.run([*argv, path], capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise HypervisorError(f"Merging the layer failed: {result.stderr.strip()}")
+        with subprocess.Popen(
+            [*argv, path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        ) as rebase:
+            while rebase.poll() is None:
+                if should_stop and should_stop():
+                    rebase.terminate()
+                    if rebase.wait() != 0:  # not one that ended on its own just now
+                        raise Interrupted("The rebase was stopped to give way; nothing changed.")
+                with suppress(subprocess.TimeoutExpired):
+                    rebase.wait(timeout=0.1)
+            errors = rebase.stderr.read()
+        if rebase.returncode != 0:
+            raise HypervisorError(f"Merging the layer failed: {errors.strip()}")
         self.pool_refresh(pool_name)
         return self.volume_info(pool_name, name)
 
@@ -839,7 +902,7 @@ class Hypervisor:
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                     raise
-                pool.refresh(0)  # a log virtlogd began since the pool was last read
+                _pool_refresh(pool)  # a log virtlogd began since the pool was last read
                 try:
                     vol = pool.storageVolLookupByName(name)
                 except libvirt.libvirtError as exc:
@@ -870,7 +933,7 @@ class Hypervisor:
         """Delete every volume whose name starts with `prefix` (a console log and its rotations)."""
         with _libvirt_errors():
             pool = self._pool(pool_name)
-            pool.refresh(0)
+            _pool_refresh(pool)
             for vol in pool.listAllVolumes(0):
                 if vol.name().startswith(prefix):
                     with suppress(libvirt.libvirtError):

@@ -35,3 +35,8 @@ class InvalidDomainState(HypervisorError):
 
 class MemoryMismatch(HypervisorError):
     """A memory file does not belong to this domain, or not to the disk it was paired with."""
+
+
+class Interrupted(HypervisorError):
+    """A long piece of work was stopped at a safe point because its caller asked (`should_stop`):
+    every disk still shows what it showed before."""

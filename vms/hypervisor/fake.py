@@ -26,6 +26,7 @@ from vms.hypervisor.errors import (
     DomainNotFound,
     HypervisorError,
     HypervisorUnavailable,
+    Interrupted,
     InvalidDomainState,
     MemoryMismatch,
     PoolNotFound,
@@ -300,8 +301,12 @@ class FakeHypervisor:
         self._call("volume_names")
         return sorted(self._pool(pool_name).volumes)
 
-    def volume_rebase(self, pool_name: str, name: str, backing_path: str | None) -> VolumeInfo:
+    def volume_rebase(
+        self, pool_name: str, name: str, backing_path: str | None, *, should_stop=None
+    ) -> VolumeInfo:
         self._call("volume_rebase")
+        if should_stop and should_stop():
+            raise Interrupted("The rebase was stopped to give way; nothing was changed.")
         if not uri_is_local(self.uri):
             raise HypervisorError(f"Layers on {self.uri} can only be merged while their VM runs.")
         volume = self._volume(pool_name, name)
@@ -490,19 +495,34 @@ class FakeHypervisor:
         dom.live_xml = _with_disk_path(dom.xml, disk_path)
 
     def domain_block_pull(
-        self, domain_uuid: uuid.UUID, *, base_path: str | None = None, on_progress=None
+        self,
+        domain_uuid: uuid.UUID,
+        *,
+        base_path: str | None = None,
+        on_progress=None,
+        should_stop=None,
     ) -> None:
         self._call("domain_block_pull")
         dom = self._running(domain_uuid)
+        if should_stop and should_stop():
+            raise Interrupted("Stopped before the block pull started.")
         self._volume_at(disk_path_in(dom.live_xml)).backing_path = base_path
         if on_progress:
             on_progress(1.0)
 
     def domain_block_commit(
-        self, domain_uuid: uuid.UUID, *, top_path: str, base_path: str, on_progress=None
+        self,
+        domain_uuid: uuid.UUID,
+        *,
+        top_path: str,
+        base_path: str,
+        on_progress=None,
+        should_stop=None,
     ) -> None:
         self._call("domain_block_commit")
         chain = self._chain(self._running(domain_uuid))
+        if should_stop and should_stop():
+            raise Interrupted("Stopped before the block commit started.")
         if top_path not in chain[1:] or base_path not in chain:
             raise HypervisorError(f"invalid argument: could not find image '{top_path}' in chain")
         above = chain[chain.index(top_path) - 1]
