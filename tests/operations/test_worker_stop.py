@@ -67,8 +67,11 @@ def service(tmp_path):
         wait_for(healthy, timeout=120, interval=0.5, what="bin/run to serve /healthz")
         yield process, log
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        # bin/run gives the web server and the worker process groups of their own: every
+        # process of its session goes.
+        for pid in session_processes(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
         process.wait(timeout=30)
         log.close()
         hypervisor.Hypervisor(settings.LIBVIRT_URI).pool_remove(pool)
@@ -80,6 +83,7 @@ def service(tmp_path):
     [
         pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), id="SIGTERM to bin/run"),
         pytest.param(lambda pid: os.killpg(pid, signal.SIGINT), id="Ctrl-C"),
+        pytest.param(lambda pid: os.kill(pid, signal.SIGHUP), id="terminal closed"),
     ],
 )
 def test_bin_run_stops_within_10_s(service, stop):
