@@ -34,18 +34,28 @@ OPEN, INVITATION, CLOSED = "open", "invitation", "closed"
 @dataclass(frozen=True)
 class Invitations:
     """How codes are handled: `check(code)` raises ServiceError for a code not in force;
-    `redeem(code, user)` gives the new user what the code shares (or raises)."""
+    `redeem(code, user)` gives the new user what the code shares (or raises); `code_in(url)`
+    is the code an invitation link carries ("" for any other address)."""
 
     check: Callable[[str], object]
     redeem: Callable[[str, User], object]
+    code_in: Callable[[str], str]
 
 
 _invitations: Invitations | None = None
 
 
-def invitations_register(*, check, redeem) -> None:
+def invitations_register(*, check, redeem, code_in=lambda url: "") -> None:
     global _invitations
-    _invitations = Invitations(check=check, redeem=redeem)
+    _invitations = Invitations(check=check, redeem=redeem, code_in=code_in)
+
+
+def invitation_code_in(url: str) -> str:
+    """The invitation code in `url` when it is an invitation link (a newcomer sent to sign up
+    from one need not type it), else ""."""
+    if not url or _invitations is None:
+        return ""
+    return _invitations.code_in(url)
 
 
 def signup_mode() -> str:

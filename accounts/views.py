@@ -10,7 +10,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.forms import SignupForm
 from accounts.models import ApiToken
 from accounts.services import token_create, token_revoke
-from accounts.signup import CLOSED, INVITATION, signup_allowed, signup_create, signup_mode
+from accounts.signup import (
+    CLOSED,
+    INVITATION,
+    invitation_code_in,
+    signup_allowed,
+    signup_create,
+    signup_mode,
+)
 from core.page_actions import attempt_on_form, back
 
 
@@ -26,17 +33,17 @@ def signup(request):
     """Create an account, as SIGNUP allows: open, with an invitation code, or not at all; at
     most SIGNUP_RATE attempts per client address."""
     if request.user.is_authenticated:
-        return redirect("dashboard")
+        return back(request, "dashboard")
     mode = signup_mode()
+    next_page = _next(request)
     if mode == CLOSED:
         status = 403 if request.method == "POST" else 200
-        return render(request, "accounts/signup_closed.html", status=status)
+        return render(request, "accounts/signup_closed.html", {"next": next_page}, status=status)
+    code = request.GET.get("code") or invitation_code_in(next_page)
     form = SignupForm(
-        request.POST or None,
-        invitation=mode == INVITATION,
-        initial={"invitation_code": request.GET.get("code", "")},
+        request.POST or None, invitation=mode == INVITATION, initial={"invitation_code": code}
     )
-    context = {"form": form, "signup_mode": mode, "next": _next(request)}
+    context = {"form": form, "signup_mode": mode, "next": next_page}
     if request.method == "POST":
         wait = signup_allowed(request)
         if wait is not None:
@@ -66,7 +73,9 @@ def signup(request):
 
 def _next(request) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return target
     return ""
 

@@ -11,9 +11,10 @@ class SharingConfig(AppConfig):
         page_links.register(row=page_links.Link("Share", "snapshot_share"))
         # With SIGNUP=invitation, an invitation code is what lets a newcomer sign up.
         from accounts.signup import invitations_register
-        from sharing import services
+        from sharing import services, views
 
         invitations_register(
             check=services.invitation_find,
             redeem=lambda code, user: services.invitation_redeem(code=code, user=user),
+            code_in=views.invitation_code_of_link,
         )

@@ -1,9 +1,11 @@
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -133,6 +135,15 @@ def join_with_code(request):
     else:
         messages.error(request, "Type the invitation code you were given.")
     return redirect("shared_list")
+
+
+def invitation_code_of_link(url: str) -> str:
+    """The code in an invitation link (the address `join` answers), else ""."""
+    try:
+        match = resolve(urlsplit(url).path)
+    except Resolver404:
+        return ""
+    return match.kwargs.get("code", "") if match.view_name == "share_join" else ""
 
 
 @login_required

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.template.defaultfilters import filesizeformat
 
 from core.errors import InvalidState, LimitExceeded
+from core.sizes import size_text
 from operations.models import Operation
 from operations.services import operation_start, operation_subject_set
 from snapshots.models import Snapshot, SnapshotKind, SnapshotOperationKind, SnapshotState
@@ -56,8 +56,8 @@ def snapshot_limit_check(owner) -> None:
         )
     if usage.snapshot_bytes >= plan.max_snapshot_bytes:
         raise LimitExceeded(
-            f"Your snapshots take {filesizeformat(usage.snapshot_bytes)}, the most your "
-            f"{plan.name} plan allows ({filesizeformat(plan.max_snapshot_bytes)}); "
+            f"Your snapshots take {size_text(usage.snapshot_bytes)}, the most your "
+            f"{plan.name} plan allows ({size_text(plan.max_snapshot_bytes)}); "
             "delete one to make room."
         )
 

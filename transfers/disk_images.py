@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.sizes import size_text
+
 FORMATS = ("qcow2", "raw")
 MIN_VIRTUAL_SIZE = 1024**2
 
@@ -218,15 +220,15 @@ def inspect(path: Path, fmt: str, *, max_virtual_size: int, limits: Limits) -> I
     virtual_size = int(info.get("virtual-size") or 0)
     if virtual_size < MIN_VIRTUAL_SIZE:
         raise RefusedImage(
-            f"The image's disk is {_size(virtual_size)}, too small to hold a root file system "
-            f"(at least {_size(MIN_VIRTUAL_SIZE)})."
+            f"The image's disk is {size_text(virtual_size)}, too small to hold a root file system "
+            f"(at least {size_text(MIN_VIRTUAL_SIZE)})."
         )
     if virtual_size % 512:
         raise RefusedImage("The image's disk size is not a whole number of 512-byte sectors.")
     if virtual_size > max_virtual_size:
         raise RefusedImage(
-            f"The image's disk is {_size(virtual_size)}; the largest disk a VM may have is "
-            f"{_size(max_virtual_size)}."
+            f"The image's disk is {size_text(virtual_size)}; the largest disk a VM may have is "
+            f"{size_text(max_virtual_size)}."
         )
     if fmt == "qcow2":
         checked = limited(["qemu-img", "check", "-f", "qcow2", "--output=json", str(path)], limits)
@@ -267,7 +269,7 @@ def rewrite(source: Path, fmt: str, target: Path, *, limits: Limits) -> None:
         target.unlink(missing_ok=True)
         if result.returncode == -signal.SIGXFSZ or "File too large" in result.stderr:
             raise RefusedImage(
-                f"The rewritten image grew past the {_size(limits.file_size)} measured for it, "
+                f"The rewritten image grew past the {size_text(limits.file_size)} measured for it, "
                 "so it was stopped; check that the file is a sound disk image and try again."
             )
         raise RefusedImage(f"The image could not be read through: {_said(result)}.")
@@ -320,9 +322,3 @@ def virtual_size(path: Path) -> int:
         check=True,
     )
     return int(json.loads(result.stdout)["virtual-size"])
-
-
-def _size(n: int) -> str:
-    from django.template.defaultfilters import filesizeformat
-
-    return filesizeformat(n)

@@ -27,10 +27,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from core.errors import Busy, InvalidState, LimitExceeded, ServiceError, Unavailable
+from core.sizes import size_text
 from operations.models import Operation
 from operations.services import operation_start
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
@@ -52,9 +52,9 @@ def _bytes_check(owner, adding: int = 0) -> None:
     used = usage.snapshot_bytes
     if used >= plan.max_snapshot_bytes or used + adding > plan.max_snapshot_bytes:
         raise LimitExceeded(
-            f"Your snapshots and exports take {filesizeformat(usage.snapshot_bytes)}"
-            + (f" and this needs {filesizeformat(adding)} more" if adding else "")
-            + f"; your {plan.name} plan allows {filesizeformat(plan.max_snapshot_bytes)}. "
+            f"Your snapshots and exports take {size_text(usage.snapshot_bytes)}"
+            + (f" and this needs {size_text(adding)} more" if adding else "")
+            + f"; your {plan.name} plan allows {size_text(plan.max_snapshot_bytes)}. "
             "Delete a snapshot or wait for an export to expire."
         )
 
@@ -154,7 +154,7 @@ class ImportBusy(Busy):
 
 def too_big_message() -> str:
     return (
-        f"The file is larger than the {filesizeformat(settings.IMPORT_MAX_MIB * 1024 * 1024)} "
+        f"The file is larger than the {size_text(settings.IMPORT_MAX_MIB * 1024 * 1024)} "
         "an import may upload."
     )
 
@@ -194,7 +194,7 @@ def import_room_check(owner, *, needs: int, what: str) -> None:
     if needs > left:
         plan = usage_for(owner).plan
         raise LimitExceeded(
-            f"{what} is {filesizeformat(needs)}, more than the {filesizeformat(left)} your "
+            f"{what} is {size_text(needs)}, more than the {size_text(left)} your "
             f"{plan.name} plan has left; delete a snapshot (or wait for an export to expire) "
             "to make room, or import a smaller disk."
         )
@@ -234,7 +234,7 @@ def upload_check(handler: quarantine.QuarantineUploadHandler) -> None:
         raise ValidationError({"file": too_big_message()})
     if handler.over_plan:
         raise LimitExceeded(
-            f"The file is larger than the {filesizeformat(handler.plan_limit or 0)} your plan "
+            f"The file is larger than the {size_text(handler.plan_limit or 0)} your plan "
             "has room for; delete a snapshot (or wait for an export to expire) to make room, or "
             "import a smaller disk."
         )
@@ -274,8 +274,8 @@ def snapshot_import(
         if declared > VM.MAX_DISK_BYTES:
             raise ValidationError(
                 {
-                    "file": f"The image's disk is {filesizeformat(declared)}; the largest disk a "
-                    f"VM may have is {filesizeformat(VM.MAX_DISK_BYTES)}."
+                    "file": f"The image's disk is {size_text(declared)}; the largest disk a "
+                    f"VM may have is {size_text(VM.MAX_DISK_BYTES)}."
                 }
             )
         kept = quarantine.keep(upload)

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -61,12 +62,16 @@ def service(tmp_path):
         except OSError:
             return False
 
+    process.args_port = port
     try:
         wait_for(healthy, timeout=120, interval=0.5, what="bin/run to serve /healthz")
         yield process, log
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        # bin/run gives the web server and the worker process groups of their own: every
+        # process of its session goes.
+        for pid in session_processes(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
         process.wait(timeout=30)
         log.close()
         hypervisor.Hypervisor(settings.LIBVIRT_URI).pool_remove(pool)
@@ -78,6 +83,7 @@ def service(tmp_path):
     [
         pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), id="SIGTERM to bin/run"),
         pytest.param(lambda pid: os.killpg(pid, signal.SIGINT), id="Ctrl-C"),
+        pytest.param(lambda pid: os.kill(pid, signal.SIGHUP), id="terminal closed"),
     ],
 )
 def test_bin_run_stops_within_10_s(service, stop):
@@ -94,6 +100,59 @@ def test_bin_run_stops_within_10_s(service, stop):
     print(f"bin/run and all its processes stopped in {time.monotonic() - started:.1f} s")
     log.seek(0)
     assert b"Stopping: no operation is running." in log.read()
+
+
+class BrowserConnections:
+    """Connections a busy browser opens ahead of its next requests, sending nothing yet: a new
+    one every 20 ms until the server stops taking them. Each holds a web worker's thread for a
+    while."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.opened: list[socket.socket] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._open, daemon=True)
+        self.thread.start()
+
+    def _open(self):
+        while not self.done.wait(0.02):
+            try:
+                self.opened.append(socket.create_connection(("127.0.0.1", self.port), timeout=1))
+            except OSError:
+                return
+
+    def close(self):
+        self.done.set()
+        self.thread.join()
+        for connection in self.opened:
+            connection.close()
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [
+        pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), id="SIGTERM to bin/run"),
+        pytest.param(lambda pid: os.killpg(pid, signal.SIGINT), id="Ctrl-C"),
+    ],
+)
+def test_a_stop_while_a_browser_holds_connections_logs_no_killed_worker(service, stop):
+    process, log = service
+    browser = BrowserConnections(process.args_port)
+    time.sleep(1)
+    try:
+        stop(process.pid)
+        wait_for(
+            lambda: process.poll() is not None and not session_processes(process.pid),
+            timeout=15,
+            what="every process to stop",
+        )
+    finally:
+        browser.close()
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    assert "Stopped." in output
+    assert "SIGKILL" not in output
+    assert "Perhaps out of memory" not in output
 
 
 @pytest.fixture

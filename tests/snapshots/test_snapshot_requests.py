@@ -112,7 +112,7 @@ def test_the_plan_byte_limit_names_the_sizes(vm):
     Plan.objects.filter(slug="hobbyist").update(max_snapshots=10)
     vm.owner.plan.refresh_from_db()
     snapshot_row(vm, size=10 * GIB)
-    with pytest.raises(LimitExceeded, match=r"take 10\.0.GB, the most your Hobbyist plan allows"):
+    with pytest.raises(LimitExceeded, match=r"take 10 GiB, the most your Hobbyist plan allows"):
         snapshot_take(vm=vm, user=vm.owner, name="second")
 
 

@@ -26,7 +26,7 @@ def test_a_rewrite_that_writes_past_its_file_size_limit_is_stopped(tmp_path):
     bomb = compressed_qcow2(tmp_path / "bomb.qcow2", "64M")
     target = tmp_path / "rewritten.qcow2"
 
-    with pytest.raises(RefusedImage, match=re.escape("grew past the 4.0\xa0MB measured for it")):
+    with pytest.raises(RefusedImage, match=re.escape("grew past the 4 MiB measured for it")):
         disk_images.rewrite(
             bomb,
             "qcow2",

@@ -40,7 +40,7 @@ def test_a_compressed_disk_larger_than_the_plan_has_left_is_refused_in_the_reque
 
     assert response.status_code == 403, response.content
     message = response.json()["error"]["message"]
-    assert "64.0\xa0MB, more than the 16.0\xa0MB your" in message
+    assert "64 MiB, more than the 16 MiB your" in message
     assert "delete a snapshot" in message
     assert_nothing_left(image.host, before)
 
@@ -58,8 +58,8 @@ def test_a_compressed_image_that_expands_past_what_the_plan_has_left_is_refused_
     operation = run_import(upload(alice_api, bomb))
 
     assert operation.state == "failed"
-    assert "Uncompressed and rewritten, the image is 64.3\xa0MB" in operation.error
-    assert "more than the 64.0\xa0MB your" in operation.error
+    assert "Uncompressed and rewritten, the image is 64.3 MiB" in operation.error
+    assert "more than the 64 MiB your" in operation.error
     assert_nothing_left(image.host, before)
 
 

@@ -213,3 +213,12 @@ def test_the_snapshot_dialogs_are_refreshed_from_their_own_fragment(client, alic
     assert response.status_code == 200
     for snapshot in Snapshot.objects.all():
         assert f'<dialog id="newvm-{snapshot.pk}">' in response.content.decode()
+
+
+def test_a_vms_disk_reads_as_entered_on_the_dashboard_and_its_page(client, alice, image):
+    client.force_login(alice)
+    vm = vm_row(owner=alice, image=image, disk_bytes=4 * 1024**3)
+    for url in ("/", f"/vms/{vm.pk}/"):
+        html = client.get(url).content.decode()
+        assert "4 GiB" in html, url
+        assert "4.0 GB" not in html, url
