@@ -17,10 +17,7 @@ logger = logging.getLogger(__name__)
 def failpoint(name: str) -> None:
     if name not in settings.FAILPOINTS:
         return
-    logger.warning("Failpoint %s reached; waiting here to be killed.", name)
-    folder = Path(settings.FAILPOINT_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).touch()
+    _reached(name, "waiting here to be killed")
     while True:
         time.sleep(1)
 
@@ -31,9 +28,14 @@ def failpoint_until(name: str, condition) -> None:
     way)."""
     if name not in settings.FAILPOINTS:
         return
-    logger.warning("Failpoint %s reached; waiting here until told to go on.", name)
+    _reached(name, "waiting here until told to go on")
+    while not condition():
+        time.sleep(0.1)
+
+
+def _reached(name: str, what: str) -> None:
+    """Say so in the log and in a file named after the failpoint, which the test waits for."""
+    logger.warning("Failpoint %s reached; %s.", name, what)
     folder = Path(settings.FAILPOINT_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).touch()
-    while not condition():
-        time.sleep(0.1)

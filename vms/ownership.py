@@ -26,9 +26,9 @@ def domain_metadata(**fields: str) -> dict[str, str]:
     return {**fields, "installation": str(installation_id())}
 
 
-def domain_is_ours(record: hypervisor.DomainRecord) -> bool:
-    """Whether the domain was defined by this installation."""
-    return record.metadata.get("installation") == str(installation_id())
+def domain_is_ours(record: hypervisor.DomainRecord, identity: uuid.UUID | None = None) -> bool:
+    """Whether the domain was defined by this installation (`identity`, when already read)."""
+    return record.metadata.get("installation") == str(identity or installation_id())
 
 
 def domain_is_unmarked(record: hypervisor.DomainRecord, host: Host) -> bool:
@@ -58,8 +58,9 @@ def pool_claim(host: Host) -> None:
     names = host.hypervisor.volume_names(host.pool_name)
     if pool_claims_of_others(names):
         raise hypervisor.HypervisorError(pool_taken_message(host))
-    if pool_claim_name() not in names:
-        host.hypervisor.volume_create(host.pool_name, pool_claim_name(), capacity=0, fmt="raw")
+    ours = pool_claim_name()
+    if ours not in names:
+        host.hypervisor.volume_create(host.pool_name, ours, capacity=0, fmt="raw")
 
 
 def pool_taken_message(host: Host) -> str:

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from core.installation import installation_id
 from operations.models import Operation
 from operations.services import operations_expire, operations_resend
 from snapshots.models import Snapshot
@@ -115,10 +116,11 @@ def _operations(report: Report, now, grace: timedelta) -> None:
 def _host(report: Report, host: Host, now, grace: timedelta) -> None:
     # Only this installation's domains, and those from before domains carried an installation
     # (compared with the VMs, never removed); another installation's are not looked at.
+    mine = installation_id()  # read once, not once a domain
     records = {
         record.uuid: record
         for record in host.hypervisor.domains()
-        if ownership.domain_is_ours(record) or ownership.domain_is_unmarked(record, host)
+        if ownership.domain_is_ours(record, mine) or ownership.domain_is_unmarked(record, host)
     }
     locks = Operation.objects.active().values_list("lock", flat=True)
     busy = {vm_id_of_lock(lock) for lock in locks} - {None}
@@ -142,7 +144,7 @@ def _host(report: Report, host: Host, now, grace: timedelta) -> None:
             report.healthy.append(f"VM {vm.name!r}: {actual}, as recorded.")
 
     for domain_uuid, record in records.items():
-        if domain_uuid in known_domains or not ownership.domain_is_ours(record):
+        if domain_uuid in known_domains or not ownership.domain_is_ours(record, mine):
             continue
         if _seen_long_enough(host, OrphanSighting.Kind.DOMAIN, record.name, now, grace):
             host.hypervisor.domain_undefine(domain_uuid)
