@@ -157,7 +157,14 @@ def snapshot_restore_run(operation: Operation) -> dict:
         params={**operation.params, "was_running": was_running}
     )
     if was_running:
-        operation_report(operation, progress=10, message="Stopping the VM")
+        # With memory, the running guest is set aside for the saved one: nothing boots.
+        operation_report(
+            operation,
+            progress=10,
+            message="Setting the running guest aside for the saved one"
+            if memory
+            else "Stopping the VM",
+        )
         vm.host.hypervisor.domain_destroy(vm.domain_uuid)
     operation_report(operation, progress=30, message="Keeping the current disk for undo")
     old = vm.active_layer

@@ -34,7 +34,7 @@ class SnapshotState(models.TextChoices):
 class SnapshotKind(models.TextChoices):
     MANUAL = "manual", "Snapshot"
     SCHEDULED = "scheduled", "Scheduled"
-    BEFORE_RESTORE = "before_restore", "Before restore"
+    BEFORE_RESTORE = "before_restore", "Undo point"
     IMPORTED = "imported", "Imported"
 
 
@@ -116,6 +116,17 @@ class Snapshot(models.Model):
     state = models.CharField(
         max_length=16, choices=SnapshotState.choices, default=SnapshotState.CREATING
     )
+    imported_from = models.CharField(
+        max_length=255, blank=True, help_text="An imported snapshot's file, as it was uploaded."
+    )
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who uploaded an imported snapshot's file.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -139,6 +150,32 @@ class Snapshot(models.Model):
         if self.source_vm_id is not None:
             return reverse("vm_detail", args=[self.source_vm_id]) + f"#snapshot-{self.id}"
         return reverse("snapshot_list") + f"#snapshot-{self.id}"
+
+    @property
+    def kind_label(self) -> str:
+        """What kind of snapshot it is, in the words every page and the API use ("" for one a
+        person took)."""
+        return "" if self.kind == SnapshotKind.MANUAL else self.get_kind_display()
+
+    @property
+    def consistency(self) -> str:
+        """What a restore of it gives back: the running programs too, file systems the guest
+        had flushed, or the disk as a power cut would leave it."""
+        if self.includes_memory:
+            return "with memory"
+        if self.quiesced:
+            return "consistent"
+        return "crash-consistent"
+
+    @property
+    def origin(self) -> str:
+        """Where it came from, in words: the VM it was taken of, or the file it was imported
+        from and who imported it (when is its `created_at`)."""
+        if self.kind == SnapshotKind.IMPORTED:
+            who = f" by {self.imported_by.username}" if self.imported_by_id else ""
+            return f"imported from {self.imported_from or 'an uploaded file'}{who}"
+        gone = "" if self.source_vm_id else " (deleted since)"
+        return f"of {self.source_vm_name}{gone}"
 
     @property
     def memory_volume(self) -> str:

@@ -25,7 +25,7 @@ def _form_error(request, form) -> None:
 @require_GET
 def snapshot_list(request):
     snapshots = Snapshot.objects.owned_by(request.user).select_related(
-        "source_vm", "parent", "image"
+        "source_vm", "parent", "image", "imported_by"
     )
     page = Paginator(snapshots, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {

@@ -240,6 +240,15 @@ def upload_check(handler: quarantine.QuarantineUploadHandler) -> None:
         )
 
 
+def file_name_shown(name: str) -> str:
+    """An uploaded file's name as pages show it: its last part, printable characters only,
+    shortened to what a snapshot keeps."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()
+    limit = Snapshot._meta.get_field("imported_from").max_length
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def snapshot_import(
     *,
     owner,
@@ -248,6 +257,7 @@ def snapshot_import(
     name: str,
     image: Image | None = None,
     description: str = "",
+    file_name: str = "",
     requester=None,
     idempotency_key: str | None = None,
 ) -> Operation:
@@ -257,7 +267,8 @@ def snapshot_import(
 
     Only the file's header is read here. Refusals are `ValidationError`s on `file`, or
     `LimitExceeded` / `ImportBusy`, saying why. `upload` is deleted in every case; the
-    operation keeps a name of its own for the file.
+    operation keeps a name of its own for the file; `file_name`, the name the person's file had,
+    is kept (shortened, printable) only to say where the snapshot came from.
     """
     kept = None
     try:
@@ -292,6 +303,8 @@ def snapshot_import(
                 name=name,
                 description=description,
                 kind=SnapshotKind.IMPORTED,
+                imported_from=file_name_shown(file_name),
+                imported_by=requester or owner,
                 disk_bytes=declared,
                 size_bytes=0,  # counted once the worker knows it (see `import_recorded`)
             )

@@ -146,6 +146,7 @@ def _snapshot_import(request, handler):
                 upload=Path(data["file"].temporary_file_path()),
                 fmt=data["format"],
                 name=data["name"],
+                file_name=data["file"].name,
                 image=data["image"],
             )
         except ValidationError as exc:

@@ -32,7 +32,7 @@ class VMCreateForm(forms.Form):
             choices.append(
                 (
                     "Your snapshots",
-                    [(f"snapshot:{s.id}", f"{s.name} (of {s.source_vm_name})") for s in snapshots],
+                    [(f"snapshot:{s.id}", f"{s.name} ({s.origin})") for s in snapshots],
                 )
             )
         self.fields["source"].choices = choices

@@ -14,7 +14,7 @@ from core.views import not_found
 from operations.models import Operation, housekeeping_lock
 from snapshots import page_links
 from snapshots import services as snapshot_services
-from snapshots.models import Snapshot, SnapshotState
+from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
 from vms import page_parts, services
 from vms.forms import ConsoleLineForm, VMCreateForm
@@ -77,9 +77,11 @@ def _vm_context(request, vm):
 
 
 def _snapshots_on_dashboard(request, vms) -> dict:
-    """The plan's usage line, and each VM's count of ready snapshots (`vm.snapshot_count`)."""
+    """The plan's usage line, and each VM's count of ready snapshots the plan counts (an undo
+    point is not one) as `vm.snapshot_count`."""
     counts = dict(
         Snapshot.objects.filter(source_vm__in=vms, state=SnapshotState.READY)
+        .exclude(kind=SnapshotKind.BEFORE_RESTORE)
         .values_list("source_vm")
         .annotate(n=Count("id"))
         .order_by()
@@ -97,8 +99,12 @@ def _snapshots_on_vm_page(request, vm) -> dict:
         .select_related("parent", "source_vm")
         .order_by("-created_at")
     )
+    undo_points = sum(1 for s in snapshots if s.kind == SnapshotKind.BEFORE_RESTORE)
     return {
         "snapshots": snapshots,
+        # As the plan counts them: an undo point is kept besides, and said apart.
+        "snapshot_count": len(snapshots) - undo_points,
+        "undo_points": undo_points,
         # What services.snapshot_take and snapshot_restore ask of the VM.
         "can_snapshot": vm.state in (VMState.RUNNING, VMState.STOPPED),
         "usage": usage_for(request.user),
@@ -111,7 +117,11 @@ def _snapshots_on_vm_page(request, vm) -> dict:
 def vm_new(request):
     """A new VM from an image or from one of the user's snapshots."""
     images = Image.objects.filter(is_public=True)
-    snapshots = Snapshot.objects.owned_by(request.user).filter(state=SnapshotState.READY)
+    snapshots = (
+        Snapshot.objects.owned_by(request.user)
+        .filter(state=SnapshotState.READY)
+        .select_related("imported_by")
+    )
     initial = {}
     if request.GET.get("snapshot"):
         initial["source"] = f"snapshot:{request.GET['snapshot']}"

@@ -12,6 +12,19 @@ class SnapshotSerializer(serializers.ModelSerializer):
     vm_name = serializers.CharField(source="source_vm_name", read_only=True)
     image = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     parent = serializers.UUIDField(source="parent_id", read_only=True, allow_null=True)
+    kind_label = serializers.CharField(
+        read_only=True, help_text='The kind in words, as pages show it ("" for one taken by hand).'
+    )
+    consistency = serializers.CharField(
+        read_only=True, help_text='"with memory", "consistent" or "crash-consistent".'
+    )
+    origin = serializers.CharField(
+        read_only=True,
+        help_text='Where it came from: "of <VM>" or "imported from <file> by <user>".',
+    )
+    imported_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Snapshot
@@ -20,9 +33,14 @@ class SnapshotSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "kind",
+            "kind_label",
+            "consistency",
+            "origin",
             "state",
             "vm",
             "vm_name",
+            "imported_from",
+            "imported_by",
             "image",
             "parent",
             "size_bytes",

@@ -49,7 +49,9 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema is being generated
             return Snapshot.objects.none()
-        queryset = Snapshot.objects.owned_by(self.request.user).select_related("image")
+        queryset = Snapshot.objects.owned_by(self.request.user).select_related(
+            "image", "imported_by"
+        )
         request = self.request
         if vm := SOURCE_VM.read(request):
             queryset = queryset.filter(source_vm_id=vm)

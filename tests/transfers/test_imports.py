@@ -116,6 +116,7 @@ def test_a_sound_raw_disk_becomes_a_snapshot_of_its_uploader(
         SnapshotState.READY,
     )
     assert snapshot.disk_bytes == 64 * 1024 * 1024
+    assert (snapshot.imported_from, snapshot.imported_by) == ("disk.raw", alice)
     assert snapshot.layer.parent is None
     assert pool_volumes(image.host) - before == {snapshot.layer.volume_name}
     info = image.host.hypervisor.volume_info(image.host.pool_name, snapshot.layer.volume_name)
@@ -155,3 +156,18 @@ def test_the_import_page_says_why_a_file_is_refused(client, alice, image, tmp_pa
     assert response.status_code == 400
     assert "not a qcow2 image" in response.content.decode()
     assert quarantine_files() == []
+
+
+@pytest.mark.parametrize(
+    ("uploaded", "shown"),
+    [
+        ("C:\\Users\\ann\\base.qcow2", "base.qcow2"),
+        ("../../etc/base.qcow2", "base.qcow2"),
+        ("bell\x07\x1b[31m.qcow2", "bell[31m.qcow2"),
+        ("x" * 300 + ".qcow2", "x" * 254 + "…"),
+    ],
+)
+def test_an_imported_files_name_is_kept_as_pages_can_show_it(uploaded, shown):
+    from transfers.services import file_name_shown
+
+    assert file_name_shown(uploaded) == shown

@@ -105,6 +105,7 @@ class SnapshotImportView(APIView):
                 upload=Path(data["file"].temporary_file_path()),
                 fmt=data["format"],
                 name=data["name"],
+                file_name=data["file"].name,
                 description=data["description"],
                 image=data.get("image"),
             )
