@@ -76,3 +76,9 @@ def snapshot_row(vm: VM, name: str = "snap") -> Snapshot:
         layer=layer_row(host=vm.host, parent=vm.image.layer),
         state=SnapshotState.READY,
     )
+
+
+def domain_running(fake, vm: VM) -> None:
+    """A running guest for `vm` on a `FakeHypervisor` (`fake_hosts`), as far as its state goes."""
+    fake.domain_define(f"<domain><uuid>{vm.domain_uuid}</uuid></domain>")
+    fake.domain_start(vm.domain_uuid)

@@ -520,9 +520,31 @@ def console_send(*, vm: VM, user, line: str) -> None:
         raise ValidationError({"line": f"Keep a line to {CONSOLE_LINE_MAX} characters."})
     if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in line):
         raise ValidationError({"line": "A line cannot contain control characters."})
+    console_input_check(vm)
     console_rate_check(user)
     vm_id = str(vm.id)
     transaction.on_commit(lambda: async_task("vms.tasks.console_send", vm_id, line))
+
+
+def console_input_check(vm: VM) -> None:
+    """Whether the guest can take a line now, asked of its host: `Unavailable` when the host
+    does not answer, `InvalidState` when the guest is gone from it or not running there."""
+    host = vm.host
+    try:
+        state = host.hypervisor.domain_state(vm.domain_uuid)
+    except hypervisor.HypervisorUnavailable:
+        raise host_unavailable(host) from None
+    except hypervisor.HypervisorError:
+        raise Unavailable(
+            f"The console of VM {vm.name!r} takes no input right now; try again shortly."
+        ) from None
+    if state is None:
+        raise InvalidState(
+            f"VM {vm.name!r} is missing from its host, so its console takes no input. "
+            "Repair it from its page, or delete it: its snapshots are kept."
+        )
+    if state != "running":
+        raise InvalidState(f"VM {vm.name!r} is {state} on its host, so its console takes no input.")
 
 
 def console_rate_check(user) -> None:

@@ -6,7 +6,7 @@ from accounts.models import Plan
 from accounts.services import plan_change
 from operations.models import Operation, OperationState
 from snapshots.models import Snapshot, SnapshotState
-from tests.factories import image_row, layer_row, vm_row
+from tests.factories import domain_running, image_row, layer_row, vm_row
 from vms.models import VM, VMOperationKind, VMState
 
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -18,9 +18,10 @@ def image(db):
 
 
 @pytest.fixture
-def objects(alice, image):
+def objects(alice, image, fake_hosts):
     """Alice's VM (running), one of its snapshots, and a finished operation."""
     vm = vm_row(owner=alice, image=image, name="web")
+    domain_running(fake_hosts[vm.host.libvirt_uri], vm)
     snapshot = Snapshot.objects.create(
         owner=alice,
         source_vm=vm,

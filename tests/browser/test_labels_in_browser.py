@@ -40,6 +40,4 @@ def test_an_imported_snapshot_names_its_file_and_importer_on_the_snapshots_page_
     expect(row).to_contain_text("from class-base.qcow2")
     expect(row.locator(".badge.kind")).to_have_text("Imported")
     row.get_by_role("link", name="Files").click()
-    expect(page.get_by_test_id("snapshot-origin")).to_contain_text(
-        "from class-base.qcow2 by alice"
-    )
+    expect(page.get_by_test_id("snapshot-origin")).to_contain_text("from class-base.qcow2 by alice")

@@ -12,7 +12,7 @@ from django.utils.html import escape
 from core.errors import RateLimited
 from snapshots.models import Snapshot
 from tests.conftest import ROOT
-from tests.factories import image_row, vm_row
+from tests.factories import domain_running, image_row, vm_row
 from vms import hypervisor
 from vms.image_upload import UnsafeImage, inspect_qcow2
 from vms.services import console_send
@@ -129,9 +129,10 @@ def test_a_self_contained_qcow2_is_accepted(tmp_path):
     assert inspect_qcow2(str(image))["virtual-size"] == 16 * 1024**2
 
 
-def test_console_input_is_rate_limited_per_user(alice, image_rows, settings):
+def test_console_input_is_rate_limited_per_user(alice, image_rows, settings, fake_hosts):
     settings.CONSOLE_LINES_PER_MINUTE = 3
     vm = vm_row(owner=alice, image=image_rows)
+    domain_running(fake_hosts[vm.host.libvirt_uri], vm)
     for _ in range(3):
         console_send(vm=vm, user=alice, line="ls")
     with pytest.raises(RateLimited, match="more than 3 console lines a minute"):

@@ -59,7 +59,7 @@ def test_the_files_header_says_what_the_row_says(client, alice):
     head = page[page.index('data-testid="snapshot-origin"') :]
     head = head[: head.index("</p>")]
     assert "with memory" in head and "crash-consistent" not in head
-    assert f"of <a href=\"/vms/{vm.pk}/\">{vm.name}</a>" in head
+    assert f'of <a href="/vms/{vm.pk}/">{vm.name}</a>' in head
 
 
 def imported(owner, *, vm=None, file="class-base.qcow2", by=None) -> Snapshot:
@@ -87,7 +87,7 @@ def test_an_imported_snapshot_says_which_file_it_came_from_and_who_imported_it(c
 
 
 def test_the_new_vm_choice_names_an_imported_snapshots_file(client, alice):
-    snapshot = imported(alice)
+    imported(alice)
     client.force_login(alice)
     page = client.get("/vms/new/").content.decode()
     assert "base (imported from class-base.qcow2 by alice)" in page

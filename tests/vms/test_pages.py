@@ -222,3 +222,33 @@ def test_a_vms_disk_reads_as_entered_on_the_dashboard_and_its_page(client, alice
         html = client.get(url).content.decode()
         assert "4 GiB" in html, url
         assert "4.0 GB" not in html, url
+
+
+def test_console_input_to_a_vm_missing_from_its_host_says_why_on_the_page(
+    client, alice, image, fake_hosts
+):
+    vm = vm_row(owner=alice, image=image)
+    client.force_login(alice)
+    response = client.post(f"/vms/{vm.pk}/console/", {"line": "ls"})
+    assert f"VM &#x27;{vm.name}&#x27; is missing from its host" in response.content.decode()
+
+
+def test_console_input_to_a_vm_missing_from_its_host_is_a_409_in_the_api(
+    client, alice, image, fake_hosts
+):
+    vm = vm_row(owner=alice, image=image)
+    client.force_login(alice)
+    response = client.post(f"/api/vms/{vm.pk}/console/", {"line": "ls"}, "application/json")
+    assert response.status_code == 409
+    assert "missing from its host" in response.json()["error"]["message"]
+
+
+def test_console_input_to_a_vm_whose_host_does_not_answer_is_a_503_in_the_api(
+    client, alice, image, fake_hosts
+):
+    vm = vm_row(owner=alice, image=image)
+    fake_hosts[vm.host.libvirt_uri].reachable = False
+    client.force_login(alice)
+    response = client.post(f"/api/vms/{vm.pk}/console/", {"line": "ls"}, "application/json")
+    assert response.status_code == 503
+    assert "does not answer" in response.json()["error"]["message"]

@@ -6,9 +6,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from core.errors import Busy, InvalidState, NameTaken
+from core.errors import Busy, InvalidState, NameTaken, Unavailable
 from operations.models import Operation, OperationState
-from tests.factories import image_row, vm_row
+from tests.factories import domain_running, image_row, vm_row
 from vms.models import VM, VMOperationKind, VMState
 from vms.services import (
     console_send,
@@ -136,6 +136,39 @@ def test_console_input_is_refused_when_the_vm_is_not_running(alice, image):
     vm = vm_row(owner=alice, image=image, state=VMState.STOPPED)
     with pytest.raises(InvalidState, match="not running"):
         console_send(vm=vm, user=alice, line="ls")
+
+
+def test_console_input_to_a_vm_missing_from_its_host_says_so(alice, image, fake_hosts):
+    vm = vm_row(owner=alice, image=image)
+    with pytest.raises(InvalidState, match=r"missing from its host, so its console takes no input\. Repair it"):
+        console_send(vm=vm, user=alice, line="ls")
+
+
+def test_console_input_to_a_vm_whose_host_does_not_answer_says_so(alice, image, fake_hosts):
+    vm = vm_row(owner=alice, image=image)
+    domain_running(fake_hosts[vm.host.libvirt_uri], vm)
+    fake_hosts[vm.host.libvirt_uri].reachable = False
+    with pytest.raises(Unavailable, match=f"Host {vm.host.name} does not answer"):
+        console_send(vm=vm, user=alice, line="ls")
+
+
+def test_console_input_to_a_guest_stopped_behind_the_services_back_says_so(
+    alice, image, fake_hosts
+):
+    vm = vm_row(owner=alice, image=image)
+    fake_hosts[vm.host.libvirt_uri].domain_define(f"<domain><uuid>{vm.domain_uuid}</uuid></domain>")
+    with pytest.raises(InvalidState, match="is shutoff on its host"):
+        console_send(vm=vm, user=alice, line="ls")
+
+
+def test_console_input_to_a_running_guest_is_accepted(
+    alice, image, fake_hosts, django_capture_on_commit_callbacks
+):
+    vm = vm_row(owner=alice, image=image)
+    domain_running(fake_hosts[vm.host.libvirt_uri], vm)
+    with django_capture_on_commit_callbacks() as queued:
+        console_send(vm=vm, user=alice, line="ls")
+    assert len(queued) == 1
 
 
 @pytest.mark.parametrize(("line", "message"), [("x" * 513, "512"), ("a\x1bb", "control")])

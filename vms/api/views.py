@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from core.access import get_owned_or_404
 from core.api.common import ChoiceQuery, Ordering
-from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema
+from core.api.schema import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE, IdSchema, error
 from operations.api.idempotency import idempotent, key_of
 from operations.api.responses import accepted
 from operations.api.serializers import OperationSerializer
@@ -147,7 +147,12 @@ class VMViewSet(
     @extend_schema(
         methods=["POST"],
         request=ConsoleInputSerializer,
-        responses={202: ConsoleSentSerializer, **ERRORS_WRITE},
+        responses={
+            202: ConsoleSentSerializer,
+            **ERRORS_WRITE,
+            409: error("The guest cannot take input: not running, or missing from its host."),
+            503: error("The VM's host does not answer; retry once it is back."),
+        },
     )
     @action(detail=True, methods=["get", "post"])
     def console(self, request, pk=None):
