@@ -59,9 +59,12 @@ class OperationFailed(ServiceError):
 
 class BackendRefused(Exception):
     """A system the service drives (libvirt) refused or failed; the message says what it said.
-    An operation that meets one fails with "<who> refused: <message>"."""
+    An operation that meets one fails saying who refused what, in words for its owner; the
+    backend's own words are kept for staff, unless the message is already the service's own
+    sentence (`plain`), which the owner reads as it is."""
 
     who = "A backend"
+    plain = False
 
 
 # --- What an error may say to its owner -------------------------------------------------------

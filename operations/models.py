@@ -71,7 +71,10 @@ class Operation(models.Model):
     )
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=255, blank=True, help_text="The step under way.")
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why it failed, in words for its owner.")
+    detail = models.TextField(
+        blank=True, help_text="What the backend said when it refused: for staff, not the owner."
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="operations"
     )

@@ -266,13 +266,28 @@ def operation_run(operation_id) -> Operation | None:
     except ServiceError as exc:
         operation_finish(operation, error=exc.message)
     except BackendRefused as exc:
-        operation_finish(operation, error=f"{exc.who} refused: {exc}")
+        if exc.plain:
+            operation_finish(operation, error=f"{exc.who} refused: {exc}")
+        else:
+            Operation.objects.filter(pk=operation.pk).update(detail=f"{exc.who} refused: {exc}")
+            operation_finish(operation, error=refused_in_words(operation, exc))
     except Exception:
         logger.exception("Operation %s (%s) failed", operation.id, operation.kind)
         operation_finish(operation, error=UNEXPECTED_ERROR)
     else:
         operation_finish(operation, result=result or {})
     return operation
+
+
+def refused_in_words(operation: Operation, exc: BackendRefused) -> str:
+    """What a person is told when a backend refused their operation: what failed and what
+    they can do; the backend's own words are the operation's `detail`, for staff."""
+    label = operation.get_kind_display()
+    return (
+        f"{exc.who} refused to {label[:1].lower()}{label[1:]} "
+        f"“{operation.target_name}”. Nothing else was changed; try again, and if it fails again, "
+        "an administrator can see the exact reason."
+    )
 
 
 def housekeeping_wait(operation: Operation) -> None:

@@ -99,7 +99,7 @@ def vm_create_run(operation: Operation) -> dict:
         operation_report(operation, progress=80, message="Booting")
         vm.host.hypervisor.domain_start(vm.domain_uuid)
     except BaseException:
-        discard(vm)
+        creation_failed(vm)
         raise
     _set_state(vm, VMState.RUNNING)
     return {"vm": str(vm.id)}
@@ -223,6 +223,22 @@ def vm_reboot_run(operation: Operation) -> dict:
     vm.host.hypervisor.domain_start(vm.domain_uuid)
     _set_state(vm, VMState.RUNNING)
     return {"forced": forced}
+
+
+def creation_failed(vm: VM) -> None:
+    """Free what a VM's failed creation had made on its host, and keep the VM, marked failed,
+    so that its owner sees why and retries or deletes it. It then holds no room on a host."""
+    host = vm.host
+    with contextlib.suppress(hypervisor.HypervisorError):
+        host.hypervisor.domain_undefine(vm.domain_uuid)
+    with contextlib.suppress(hypervisor.HypervisorError):
+        network.vm_network_detach(vm)
+    layer_id = vm.active_layer_id
+    VM.objects.filter(pk=vm.pk).update(active_layer=None, state=VMState.FAILED)
+    if layer_id is not None:
+        layers.layer_release(layer_id)
+    with contextlib.suppress(hypervisor.HypervisorError):
+        host.hypervisor.volumes_delete_prefixed(host.console_pool_name, f"{vm.id}.log")
 
 
 def vm_delete_run(operation: Operation) -> dict:
@@ -411,8 +427,8 @@ def vm_operation_repair(operation: Operation) -> str:
         return "Nothing was left to repair."
     # Only an operation creating the VM runs while it is being created.
     if vm.state == VMState.CREATING:
-        discard(vm)
-        return "The half-created VM was removed."
+        creation_failed(vm)
+        return "What the creation had made was removed; the VM is marked failed, to retry."
     if vm.state == VMState.DELETING:
         discard(vm)
         return "The VM's deletion was completed."

@@ -193,6 +193,8 @@ class VMState(models.TextChoices):
     RUNNING = "running", "Running"
     DELETING = "deleting", "Deleting"
     ERROR = "error", "Error"
+    # Its creation failed: it holds nothing on a host, and waits to be retried or deleted.
+    FAILED = "failed", "Failed"
 
 
 LOCK_PREFIX = "vm:"

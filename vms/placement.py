@@ -19,10 +19,10 @@ GIB = 1024**3
 
 def host_usage(hosts) -> dict:
     """{host id: {"memory_mib", "vcpus", "disk_bytes", "vms"}} over the hosts' VMs, but those
-    being deleted."""
+    being deleted and those whose creation failed (they hold nothing there)."""
     rows = (
         VM.objects.filter(host__in=hosts)
-        .exclude(state=VMState.DELETING)
+        .exclude(state__in=[VMState.DELETING, VMState.FAILED])
         .values("host")
         .annotate(
             memory_mib=Sum("memory_mib"),

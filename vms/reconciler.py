@@ -128,7 +128,7 @@ def _host(report: Report, host: Host, now, grace: timedelta) -> None:
     known_domains = {vm.domain_uuid for vm in vms}
 
     for vm in vms:
-        if vm.pk in busy or vm.state in (VMState.CREATING, VMState.DELETING):
+        if vm.pk in busy or vm.state in (VMState.CREATING, VMState.DELETING, VMState.FAILED):
             continue
         record = records.get(vm.domain_uuid)
         if record is None:

@@ -285,7 +285,11 @@ _NEEDS = {
     VMOperationKind.STOP: ({VMState.RUNNING}, "stop"),
     VMOperationKind.FORCE_STOP: ({VMState.RUNNING}, "force off"),
     VMOperationKind.REBOOT: ({VMState.RUNNING}, "reboot"),
-    VMOperationKind.DELETE: ({VMState.STOPPED, VMState.RUNNING, VMState.ERROR}, "delete"),
+    VMOperationKind.DELETE: (
+        {VMState.STOPPED, VMState.RUNNING, VMState.ERROR, VMState.FAILED},
+        "delete",
+    ),
+    VMOperationKind.CREATE: ({VMState.FAILED}, "retry"),
     VMOperationKind.FLATTEN: ({VMState.STOPPED, VMState.RUNNING}, "flatten its disk"),
     VMOperationKind.REPAIR: ({VMState.ERROR}, "repair"),
 }
@@ -297,6 +301,8 @@ def vm_can(vm: VM, kind: str) -> bool:
 
 
 def state_problem(vm: VM, verb: str) -> str:
+    if verb == "retry" and vm.state != VMState.FAILED:
+        return f"VM {vm.name!r} was created; only a VM whose creation failed is retried."
     if vm.state == VMState.RUNNING:
         if verb == "start":
             return f"VM {vm.name!r} is already running."
@@ -311,6 +317,8 @@ def state_problem(vm: VM, verb: str) -> str:
         return f"VM {vm.name!r} is still being created; try again when it is running."
     if vm.state == VMState.DELETING:
         return f"VM {vm.name!r} is being deleted."
+    if vm.state == VMState.FAILED:
+        return f"Creating VM {vm.name!r} failed; retry it or delete it."
     return (
         f"VM {vm.name!r} is in error: its definition is missing from the hypervisor. "
         "Repair it (its disk is kept) or delete it."
@@ -365,6 +373,51 @@ def vm_repair(*, vm: VM, user, **kwargs) -> Operation:
     """Define a VM in error again from its recorded disk (the database is the source of truth
     for the chain); it ends stopped, or running if its guest still ran."""
     return vm_act(vm=vm, kind=VMOperationKind.REPAIR, user=user, **kwargs)
+
+
+def repair_hopeless(vm: VM) -> str:
+    """Why a repair of this VM in error cannot work, when that is known without trying: it has
+    no disk recorded, or the last repair failed and nothing happened to the VM since."""
+    if vm.active_layer_id is None:
+        return "It has no disk recorded."
+    last = Operation.objects.filter(lock=vm.lock).order_by("-created_at").first()
+    if last is not None and last.kind == VMOperationKind.REPAIR and last.state == "failed":
+        return last.error
+    return ""
+
+
+def vm_create_retry(*, vm: VM, user, idempotency_key: str | None = None) -> Operation:
+    """Build a VM whose creation failed again, from what it was asked from (its image or
+    snapshot, its size), on a host placement chooses now."""
+    with transaction.atomic():
+        lock_owner(vm.owner)
+        first = (
+            Operation.objects.filter(lock=vm.lock, kind=VMOperationKind.CREATE)
+            .order_by("created_at")
+            .first()
+        )
+        operation = operation_start(
+            kind=VMOperationKind.CREATE,
+            owner=vm.owner,
+            requester=user,
+            lock=vm.lock,
+            subject=vm,
+            target_name=vm.name,
+            params=first.params if first else {"image": vm.image.slug},
+            idempotency_key=idempotency_key,
+        )
+        current = VM.objects.select_related("image", "source_snapshot__layer").get(pk=vm.pk)
+        if current.state != VMState.FAILED:
+            raise InvalidState(state_problem(current, "retry"))
+        source = current.source_snapshot
+        host = host_place(
+            vcpus=current.vcpus,
+            memory_mib=current.memory_mib,
+            disk_bytes=current.disk_bytes,
+            layer=source.layer if source is not None else current.image.layer,
+        )
+        VM.objects.filter(pk=vm.pk).update(host=host, state=VMState.CREATING)
+        return operation
 
 
 def vm_move(*, vm: VM, user, host: Host | None = None) -> Operation:

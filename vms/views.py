@@ -65,7 +65,10 @@ def _vm_context(request, vm):
             "stop": services.vm_can(vm, VMOperationKind.STOP),
             "repair": services.vm_can(vm, VMOperationKind.REPAIR),
             "delete": services.vm_can(vm, VMOperationKind.DELETE),
+            "retry": services.vm_can(vm, VMOperationKind.CREATE),
         },
+        # Why a repair cannot work, when that is known: it is then not the button offered.
+        "repair_hopeless": services.repair_hopeless(vm) if vm.state == VMState.ERROR else "",
         "operation": operation,
         "housekeeping": housekeeping,
         # The page watches the VM while something happens to it.
@@ -200,6 +203,10 @@ ACTIONS = {
     "reboot": (lambda vm, user: services.vm_reboot(vm=vm, user=user), "Rebooting {name}…"),
     "delete": (lambda vm, user: services.vm_delete(vm=vm, user=user), "Deleting {name}…"),
     "repair": (lambda vm, user: services.vm_repair(vm=vm, user=user), "Repairing {name}…"),
+    "retry": (
+        lambda vm, user: services.vm_create_retry(vm=vm, user=user),
+        "Creating VM {name!r} again…",
+    ),
 }
 
 

@@ -18,7 +18,7 @@ from tests import guest
 from tests.conftest import Worker, tasks_inline, wait_for
 from vms.models import VM, Image, Layer, VMState, vm_id_of_lock
 from vms.reconciler import reconcile
-from vms.services import vm_create, vm_stop
+from vms.services import vm_create, vm_create_retry, vm_stop
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
 
@@ -168,15 +168,13 @@ def test_a_worker_killed_in_the_middle_of_a_new_vm(crashing_worker, failpoint_di
 
     repaired_by_a_new_worker(clone)
     with tasks_inline():
-        assert "The half-created VM was removed." in clone.error
-        assert not VM.objects.filter(name="clone").exists()
+        assert "the VM is marked failed, to retry" in clone.error
+        failed = VM.objects.get(name="clone")
+        assert (failed.state, failed.active_layer) == (VMState.FAILED, None)
         nothing_unreferenced_is_left(source.host)
-        # The snapshot still seeds VMs, and the source VM still has its data.
-        again = VM.objects.get(
-            pk=vm_id_of_lock(
-                run_to_end(snapshot_new_vm(snapshot=snapshot, user=alice, name="clone")).lock
-            )
-        )
+        # Retried, it starts from the snapshot, and the source VM still has its data.
+        run_to_end(vm_create_retry(vm=failed, user=alice))
+        again = VM.objects.get(pk=failed.pk)
         guest.wait_for_boot(again)
         assert guest.run(again, "cat /root/marker") == "kept"
         assert guest.run(source, "cat /root/marker") == "kept"

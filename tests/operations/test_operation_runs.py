@@ -153,3 +153,24 @@ def test_queued_operations_are_sent_again_and_still_run_once(vm, monkeypatch):
     assert sent == [str(operation.id)]
     assert operation_claim(operation.id) is not None
     assert operation_claim(operation.id) is None  # the first delivery's claim finds it taken
+
+
+def test_a_backends_refusal_reaches_the_owner_in_words_and_staff_in_its_own(vm, monkeypatch):
+    from core.errors import BackendRefused
+
+    class Refused(BackendRefused):
+        who = "The hypervisor"
+
+    def job(operation):
+        raise Refused("internal error: qemu-img: Could not open '/var/x/y': No such file")
+
+    stop = registry.registered(VMOperationKind.STOP)
+    monkeypatch.setitem(registry._TYPES, stop.kind, dataclasses.replace(stop, job=job))
+    operation = queued(vm)
+    services.operation_run(operation.id)
+    operation.refresh_from_db()
+    assert operation.error.startswith(f"The hypervisor refused to stop VM “{vm.name}”.")
+    assert "qemu-img" not in operation.error
+    assert operation.detail == (
+        "The hypervisor refused: internal error: qemu-img: Could not open '/var/x/y': No such file"
+    )

@@ -4,10 +4,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from operations.models import Operation
+from operations.models import Operation, OperationState
 from snapshots.models import Snapshot, SnapshotState
 from tests.factories import image_row, layer_row, vm_row
-from vms.models import VMState
+from vms.models import VMOperationKind, VMState
 
 
 @pytest.fixture
@@ -252,3 +252,63 @@ def test_console_input_to_a_vm_whose_host_does_not_answer_is_a_503_in_the_api(
     response = client.post(f"/api/vms/{vm.pk}/console/", {"line": "ls"}, "application/json")
     assert response.status_code == 503
     assert "does not answer" in response.json()["error"]["message"]
+
+
+def test_a_failed_create_shows_its_reason_with_retry_and_delete(client, alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.FAILED)
+    Operation.objects.create(
+        kind=VMOperationKind.CREATE,
+        owner=alice,
+        lock=vm.lock,
+        subject=vm,
+        target_name=vm.name,
+        state=OperationState.FAILED,
+        error="The hypervisor refused to create VM “x”.",
+        detail="The hypervisor refused: internal error: qemu-img exited 1",
+    )
+    client.force_login(alice)
+    page = client.get(f"/vms/{vm.pk}/").content.decode()
+    notice = page[page.index('data-testid="vm-create-failed"') :]
+    notice = notice[: notice.index("</div>")]
+    assert "Creating this VM failed:" in notice and "refused to create VM" in notice
+    assert 'form="vm-action-retry"' in page and 'data-open="delete-vm"' in page
+    assert "qemu-img exited" not in page
+
+
+def test_staff_see_a_failures_technical_detail_in_activity_and_owners_do_not(
+    client, alice, charlie, image
+):
+    vm = vm_row(owner=charlie, image=image, state=VMState.FAILED)
+    for owner in (alice, charlie):
+        Operation.objects.create(
+            kind=VMOperationKind.CREATE,
+            owner=owner,
+            lock=f"{vm.lock}-{owner.username}",
+            target_name="x",
+            state=OperationState.FAILED,
+            error="The hypervisor refused to create VM “x”.",
+            detail="internal error: qemu-img exited 1",
+        )
+    client.force_login(alice)
+    assert "qemu-img exited" not in client.get("/activity/").content.decode()
+    client.force_login(charlie)
+    assert "qemu-img exited" in client.get("/activity/").content.decode()
+
+
+def test_a_repair_known_to_fail_is_not_the_main_button(client, alice, image):
+    vm = vm_row(owner=alice, image=image, state=VMState.ERROR)
+    Operation.objects.create(
+        kind=VMOperationKind.REPAIR,
+        owner=alice,
+        lock=vm.lock,
+        subject=vm,
+        target_name=vm.name,
+        state=OperationState.FAILED,
+        error="A layer of this VM's disk is missing from the storage pool, so it cannot be "
+        "repaired; delete it instead (its snapshots are kept).",
+    )
+    client.force_login(alice)
+    page = client.get(f"/vms/{vm.pk}/").content.decode()
+    assert 'class="button primary" type="submit" form="vm-action-repair"' not in page
+    assert ">Try repair again</button>" in page
+    assert "This VM is in error and cannot be repaired:" in page

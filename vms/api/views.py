@@ -141,6 +141,19 @@ class VMViewSet(
             request,
         )
 
+    @extend_schema(request=None, responses=ACCEPTED)
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def retry(self, request, pk=None):
+        """Build a VM whose creation failed (state `failed`) again, from the image or snapshot it
+        was asked from, on a host chosen now. The failed create's `error` says why it failed."""
+        return accepted(
+            services.vm_create_retry(
+                vm=self.get_object(), user=request.user, idempotency_key=key_of(request)
+            ),
+            request,
+        )
+
     @extend_schema(
         methods=["GET"], request=None, responses={200: ConsoleOutputSerializer, **ERRORS_READ}
     )

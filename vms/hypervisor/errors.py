@@ -12,9 +12,10 @@ class HypervisorError(BackendRefused):
 
 
 class HypervisorUnavailable(HypervisorError):
-    """libvirtd could not be reached."""
+    """libvirtd could not be reached (the message is the service's own sentence)."""
 
     who = "The host"
+    plain = True
 
 
 class DomainNotFound(HypervisorError):
