@@ -3,6 +3,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from core.access import get_owned_or_404
 from operations.models import Operation
 
 
@@ -20,3 +21,12 @@ def activity(request):
     if request.headers.get("HX-Request"):
         return render(request, "operations/_activity_table.html", context)
     return render(request, "operations/activity.html", context)
+
+
+@login_required
+@require_GET
+def operation_message(request, pk):
+    """The message about one of the user's operations, asked for by the page that shows it: the
+    step under way while it runs, then how it ended (see operations/_message.html)."""
+    operation = get_owned_or_404(Operation.objects.owned_by(request.user), pk)
+    return render(request, "operations/_message.html", {"operation": operation})
