@@ -1,5 +1,6 @@
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -26,7 +27,10 @@ def activity(request):
 @login_required
 @require_GET
 def operation_message(request, pk):
-    """The message about one of the user's operations, asked for by the page that shows it: the
-    step under way while it runs, then how it ended (see operations/_message.html)."""
+    """How one of the user's operations ended, asked for every 2 s by the message that said it
+    was under way (see base.html). While it is queued or running the answer is 204, so the
+    message stays as it is and asks again; then it is replaced by the result, which asks no more."""
     operation = get_owned_or_404(Operation.objects.owned_by(request.user), pk)
+    if operation.is_active:
+        return HttpResponse(status=204)
     return render(request, "operations/_message.html", {"operation": operation})
