@@ -1,7 +1,9 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from core.access import get_owned_or_404
@@ -35,6 +37,29 @@ def snapshot_list(request):
         **page_links.context(),
     }
     return render(request, "snapshots/snapshot_list.html", context)
+
+
+@login_required
+@require_GET
+def snapshot_list_row(request, pk):
+    """A row of the Snapshots page, which asks for it every 2 s while its snapshot is being made:
+    the row again until then, the ready row (asking no more) once it is, and nothing once it is
+    gone (a failed import is deleted), which takes the row off the page."""
+    snapshot = (
+        Snapshot.objects.owned_by(request.user)
+        .select_related("source_vm", "parent", "image")
+        .filter(pk=pk)
+        .first()
+    )
+    if snapshot is None:
+        return HttpResponse("")
+    context = {
+        "snapshot": snapshot,
+        "on_list": True,
+        "list_path": reverse("snapshot_list"),
+        **page_links.context(),
+    }
+    return render(request, "snapshots/_row.html", context)
 
 
 @login_required
