@@ -1,7 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -43,23 +42,23 @@ def snapshot_list(request):
 @require_GET
 def snapshot_list_row(request, pk):
     """A row of the Snapshots page, which asks for it every 2 s while its snapshot is being made:
-    the row again until then, the ready row (asking no more) once it is, and nothing once it is
-    gone (a failed import is deleted), which takes the row off the page."""
+    the row again until then; the ready row (asking no more) once it is, and nothing once it is
+    gone (a failed import is deleted), which takes the row off the page; in both cases with the
+    plan's usage, which then changed."""
     snapshot = (
         Snapshot.objects.owned_by(request.user)
         .select_related("source_vm", "parent", "image")
         .filter(pk=pk)
         .first()
     )
-    if snapshot is None:
-        return HttpResponse("")
+    made = snapshot is None or snapshot.state != SnapshotState.CREATING
     context = {
         "snapshot": snapshot,
-        "on_list": True,
+        "usage": usage_for(request.user) if made else None,
         "list_path": reverse("snapshot_list"),
         **page_links.context(),
     }
-    return render(request, "snapshots/_row.html", context)
+    return render(request, "snapshots/_list_row.html", context)
 
 
 @login_required

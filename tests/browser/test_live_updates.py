@@ -143,11 +143,14 @@ def test_the_snapshots_page_shows_an_import_ready_without_a_reload(page, alice):
 
     # The worker finishes: the row turns ready, with its actions, and stops asking.
     Snapshot.objects.filter(pk=snapshot.pk).update(
-        state=SnapshotState.READY, layer=layer_row(host=image.host, parent=image.layer)
+        state=SnapshotState.READY,
+        layer=layer_row(host=image.host, parent=image.layer),
+        size_bytes=512 * 1024 * 1024,
     )
     ended(operation)
     expect(row.get_by_role("button", name="Rename")).to_be_visible(timeout=10_000)
     expect(row).not_to_contain_text("Creating")
+    expect(page.locator("#snapshot-usage-card")).to_contain_text("Space: 512 MiB")
     asked = len(polls)
     page.wait_for_timeout(4500)
     assert len(polls) == asked

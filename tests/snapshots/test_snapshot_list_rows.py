@@ -54,19 +54,34 @@ def test_a_row_asked_for_once_its_snapshot_is_ready_has_its_actions(client, alic
     assert '<input type="hidden" name="next" value="/snapshots/">' in row
 
 
-def test_a_row_asked_for_once_its_snapshot_is_gone_is_empty(client, alice, importing):
+def test_a_row_asked_for_once_its_snapshot_is_ready_brings_the_plans_usage(
+    client, alice, importing
+):
+    client.force_login(alice)
+    assert 'id="snapshot-usage-card"' not in row_of(client, importing).content.decode()
+    made(importing)
+    row = row_of(client, importing).content.decode()
+    assert '<section class="card" id="snapshot-usage-card" hx-swap-oob="true">' in row
+
+
+def test_a_row_asked_for_once_its_snapshot_is_gone_is_only_the_plans_usage(
+    client, alice, importing
+):
     url = f"/snapshots/{importing.pk}/row/"
     importing.delete()  # what a failed import does
     client.force_login(alice)
     response = client.get(url, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
-    assert response.content == b""
+    body = response.content.decode()
+    assert "<tr" not in body
+    assert 'id="snapshot-usage-card" hx-swap-oob="true"' in body
 
 
-def test_another_users_snapshot_row_is_empty(client, bob, importing):
+def test_another_users_snapshot_row_is_not_shown(client, bob, importing):
     client.force_login(bob)
-    response = row_of(client, importing)
-    assert response.content == b""
+    body = row_of(client, importing).content.decode()
+    assert "from-laptop" not in body
+    assert "<tr" not in body
 
 
 def test_an_anonymous_row_request_is_sent_to_log_in(client, importing):
