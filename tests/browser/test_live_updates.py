@@ -160,6 +160,34 @@ def test_the_snapshots_page_shows_an_import_ready_without_a_reload(page, alice):
     expect(page.locator(f"#rename-{snapshot.pk}")).to_be_visible()
 
 
+def test_an_open_dialog_on_the_snapshots_page_stays_open_while_a_row_turns_ready(page, alice):
+    vm = vm_row(owner=alice, image=image_row(), state=VMState.RUNNING, name="workbench")
+    golden = snapshot_row(vm, "Golden")
+    importing = Snapshot.objects.create(
+        owner=alice,
+        image=vm.image,
+        name="from-laptop",
+        kind=SnapshotKind.IMPORTED,
+        state=SnapshotState.CREATING,
+    )
+    log_in(page, "alice")
+    polls = count_polls(page, "/row/")
+    page.goto("/snapshots/")
+    page.locator("tr[data-snapshot='Golden']").get_by_role("button", name="Rename").click()
+    dialog = page.locator(f"#rename-{golden.pk}")
+    dialog.get_by_label("Name").fill("Golden master")
+    wait_for_polls(page, polls, 2)
+
+    Snapshot.objects.filter(pk=importing.pk).update(
+        state=SnapshotState.READY, layer=layer_row(host=vm.host, parent=vm.image.layer)
+    )
+    row = page.locator("tr[data-snapshot='from-laptop']")
+    expect(row.get_by_role("button", name="Rename")).to_have_count(1, timeout=10_000)
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Name")).to_have_value("Golden master")
+    expect(dialog.get_by_label("Name")).to_be_focused()
+
+
 def test_a_progress_message_is_replaced_by_the_result_when_its_operation_ends(page, alice):
     vm = vm_row(owner=alice, image=image_row(), state=VMState.RUNNING, name="workbench")
     log_in(page, "alice")
