@@ -10,6 +10,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from core.errors import ServiceError
 
+# A message about work in progress carries its operation in its extra tags, so the page can ask
+# how that operation is doing and put its result in the message's place (see base.html).
+OPERATION_TAG = "operation:"
+
 
 def attempt(request, action, *, success: str | None = None):
     """Run a service call; on refusal show its sentence and return None."""
@@ -24,6 +28,19 @@ def attempt(request, action, *, success: str | None = None):
     if success:
         messages.success(request, success)
     return result
+
+
+def progress_message(request, operation, text: str) -> None:
+    """Tell the person that `operation` is under way; the page replaces it by the result."""
+    messages.success(request, text, extra_tags=f"{OPERATION_TAG}{operation.pk}")
+
+
+def operation_of_message(message) -> str:
+    """The id of the operation a message is about (see `progress_message`), else ""."""
+    for tag in (message.extra_tags or "").split():
+        if tag.startswith(OPERATION_TAG):
+            return tag.removeprefix(OPERATION_TAG)
+    return ""
 
 
 def attempt_on_form(form, action) -> tuple[bool, object]:

@@ -164,6 +164,18 @@ class Operation(models.Model):
 
         return (self.finished_at or timezone.now()) - self.started_at
 
+    @property
+    def outcome(self) -> str:
+        """How it ended, in a sentence for its owner ("" while it is queued or running)."""
+        if self.state == OperationState.SUCCEEDED:
+            return registry.done_sentence(self.kind, self.target_name)
+        reason = self.error or self.message or "no reason was recorded."
+        if self.state == OperationState.FAILED:
+            return f"{self.get_kind_display()} failed: {reason}"
+        if self.state == OperationState.SKIPPED:
+            return f"{self.get_kind_display()} skipped: {reason}"
+        return ""
+
 
 class WorkerHeartbeat(models.Model):
     """The last time a task-queue worker ran the heartbeat task: proof that tasks get done."""

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.access import get_owned_or_404
 from core.errors import ServiceError
-from core.page_actions import attempt, attempt_on_form
+from core.page_actions import attempt, attempt_on_form, progress_message
 from sharing import selectors, services
 from sharing.forms import InvitationForm, JoinForm, SharedNewVMForm, ShareForm
 from sharing.models import Invitation, Share
@@ -182,6 +182,7 @@ def shared_new_vm(request, pk):
             ),
         )
         if started:
-            messages.success(request, f"Creating VM {data['name']!r} from {snapshot.name!r}…")
+            text = f"Creating VM {data['name']!r} from {snapshot.name!r}…"
+            progress_message(request, operation, text)
             return redirect("vm_detail", vm_id_of_lock(operation.lock))
     return render(request, "sharing/new_vm.html", {"snapshot": snapshot, "form": form})

@@ -11,13 +11,20 @@ class SnapshotsConfig(AppConfig):
         from snapshots.models import SnapshotOperationKind as Kind
         from vms.jobs import vm_create_run
 
-        for kind, run in (
-            (Kind.TAKE, jobs.snapshot_take_run),
-            (Kind.RESTORE, jobs.snapshot_restore_run),
-            (Kind.NEW_VM, vm_create_run),
-            (Kind.DELETE, jobs.snapshot_delete_run),
+        # Their targets read "<VM>: <snapshot>", "<new VM> from <snapshot>", "<snapshot>".
+        for kind, run, done in (
+            (Kind.TAKE, jobs.snapshot_take_run, "Snapshot taken ({target})."),
+            (
+                Kind.RESTORE,
+                jobs.snapshot_restore_run,
+                "Snapshot restored ({target}); the disk before it is kept as an undo snapshot.",
+            ),
+            (Kind.NEW_VM, vm_create_run, "VM created ({target})."),
+            (Kind.DELETE, jobs.snapshot_delete_run, "Snapshot {target} is deleted."),
         ):
-            registry.register(kind, kind.label, job=run, repair=jobs.snapshot_operation_repair)
+            registry.register(
+                kind, kind.label, job=run, repair=jobs.snapshot_operation_repair, done=done
+            )
 
         from django.db.models.signals import post_delete
 

@@ -6,6 +6,7 @@ urlpatterns = [
     path("snapshots/", views.snapshot_list, name="snapshot_list"),
     path("vms/<uuid:pk>/snapshot-dialogs/", views.vm_snapshot_dialogs, name="vm_snapshot_dialogs"),
     path("vms/<uuid:vm_pk>/snapshots/take/", views.snapshot_take, name="snapshot_take"),
+    path("snapshots/<uuid:pk>/row/", views.snapshot_list_row, name="snapshot_list_row"),
     path("snapshots/<uuid:pk>/restore/", views.snapshot_restore, name="snapshot_restore"),
     path("snapshots/<uuid:pk>/new-vm/", views.snapshot_new_vm, name="snapshot_new_vm"),
     path("snapshots/<uuid:pk>/pin/", views.snapshot_pin, name="snapshot_pin"),

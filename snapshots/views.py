@@ -2,10 +2,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from core.access import get_owned_or_404
-from core.page_actions import attempt, back
+from core.page_actions import attempt, back, progress_message
 from snapshots import page_links, services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import Snapshot, SnapshotState
@@ -38,6 +39,29 @@ def snapshot_list(request):
 
 
 @login_required
+@require_GET
+def snapshot_list_row(request, pk):
+    """A row of the Snapshots page, which asks for it every 2 s while its snapshot is being made:
+    the row again until then; the ready row (asking no more) once it is, and nothing once it is
+    gone (a failed import is deleted), which takes the row off the page; in both cases with the
+    plan's usage, which then changed."""
+    snapshot = (
+        Snapshot.objects.owned_by(request.user)
+        .select_related("source_vm", "parent", "image")
+        .filter(pk=pk)
+        .first()
+    )
+    made = snapshot is None or snapshot.state != SnapshotState.CREATING
+    context = {
+        "snapshot": snapshot,
+        "usage": usage_for(request.user) if made else None,
+        "list_path": reverse("snapshot_list"),
+        **page_links.context(),
+    }
+    return render(request, "snapshots/_list_row.html", context)
+
+
+@login_required
 @require_POST
 def snapshot_take(request, vm_pk):
     vm = get_owned_or_404(VM.objects.owned_by(request.user), vm_pk)
@@ -45,7 +69,7 @@ def snapshot_take(request, vm_pk):
     if not form.is_valid():
         _form_error(request, form)
         return redirect("vm_detail", vm.pk)
-    attempt(
+    operation = attempt(
         request,
         lambda: services.snapshot_take(
             vm=vm,
@@ -54,8 +78,10 @@ def snapshot_take(request, vm_pk):
             description=form.cleaned_data["description"],
             include_memory=form.cleaned_data["include_memory"],
         ),
-        success=f"Taking snapshot {form.cleaned_data['name']!r} of {vm.name}…",
     )
+    if operation is not None:
+        text = f"Taking snapshot {form.cleaned_data['name']!r} of {vm.name}…"
+        progress_message(request, operation, text)
     return redirect("vm_detail", vm.pk)
 
 
@@ -63,13 +89,13 @@ def snapshot_take(request, vm_pk):
 @require_POST
 def snapshot_restore(request, pk):
     snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
-    done = attempt(
-        request,
-        lambda: services.snapshot_restore(snapshot=snapshot, user=request.user),
-        success=f"Restoring {snapshot.name!r}; the current disk is kept as an undo snapshot.",
+    operation = attempt(
+        request, lambda: services.snapshot_restore(snapshot=snapshot, user=request.user)
     )
-    if done:
-        return redirect("vm_detail", vm_id_of_lock(done.lock))
+    if operation is not None:
+        text = f"Restoring {snapshot.name!r}; the current disk is kept as an undo snapshot."
+        progress_message(request, operation, text)
+        return redirect("vm_detail", vm_id_of_lock(operation.lock))
     return back(request, "snapshot_list")
 
 
@@ -89,10 +115,11 @@ def snapshot_new_vm(request, pk):
             name=form.cleaned_data["name"],
             full_copy=form.cleaned_data["full_copy"],
         ),
-        success=f"Creating VM {form.cleaned_data['name']!r} from {snapshot.name!r}…",
     )
     if operation is None:
         return back(request, "snapshot_list")
+    text = f"Creating VM {form.cleaned_data['name']!r} from {snapshot.name!r}…"
+    progress_message(request, operation, text)
     return redirect("vm_detail", vm_id_of_lock(operation.lock))
 
 

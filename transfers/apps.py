@@ -13,8 +13,13 @@ class TransfersConfig(AppConfig):
         from transfers import jobs, selectors
         from transfers.models import TransferOperationKind as Kind
 
-        for kind, run in ((Kind.EXPORT, jobs.export_run), (Kind.IMPORT, jobs.import_run)):
-            registry.register(kind, kind.label, job=run, repair=jobs.transfer_operation_repair)
+        for kind, run, done in (
+            (Kind.EXPORT, jobs.export_run, "The export of {target} is ready to download."),
+            (Kind.IMPORT, jobs.import_run, "Snapshot {target} is imported."),
+        ):
+            registry.register(
+                kind, kind.label, job=run, repair=jobs.transfer_operation_repair, done=done
+            )
         periodic_task_register("delete expired exports", "transfers.tasks.expire", minutes=10)
         usage_bytes_register(selectors.export_bytes_for)
         page_links.register(row=page_links.Link("Export", "snapshot_exports"))

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.access import get_owned_or_404
 from core.errors import Busy, LimitExceeded, ServiceError, Unavailable
-from core.page_actions import attempt
+from core.page_actions import attempt, progress_message
 from snapshots.models import Snapshot
 from transfers import quarantine, services
 from transfers.forms import ImportForm
@@ -40,11 +40,11 @@ def snapshot_exports(request, pk):
 @require_POST
 def snapshot_export(request, pk):
     snapshot = get_owned_or_404(Snapshot.objects.owned_by(request.user), pk)
-    attempt(
-        request,
-        lambda: services.export_start(snapshot=snapshot, user=request.user),
-        success=f"Exporting {snapshot.name!r}; the download appears here when it is ready.",
-    )
+    started = attempt(request, lambda: services.export_start(snapshot=snapshot, user=request.user))
+    if started is not None:
+        _export, operation = started
+        text = f"Exporting {snapshot.name!r}; the download appears here when it is ready."
+        progress_message(request, operation, text)
     return redirect("snapshot_exports", snapshot.pk)
 
 
@@ -140,7 +140,7 @@ def _snapshot_import(request, handler):
             return render(request, "transfers/import.html", {"form": form}, status=400)
         data = form.cleaned_data
         try:
-            services.snapshot_import(
+            operation = services.snapshot_import(
                 owner=request.user,
                 requester=request.user,
                 upload=Path(data["file"].temporary_file_path()),
@@ -160,8 +160,9 @@ def _snapshot_import(request, handler):
             )
     finally:
         handler.discard()  # the request's files; the import keeps its own name for the one
-    messages.success(
+    progress_message(
         request,
+        operation,
         f"The image is uploaded; {data['name']!r} is checked and added to your snapshots in the "
         "background, and is refused with the reason if it does not pass.",
     )

@@ -48,17 +48,23 @@ def _register_operations():
     from vms import jobs
     from vms.models import VMOperationKind as Kind
 
-    for kind, run in (
-        (Kind.CREATE, jobs.vm_create_run),
-        (Kind.START, jobs.vm_start_run),
-        (Kind.STOP, jobs.vm_stop_run),
-        (Kind.FORCE_STOP, jobs.vm_force_stop_run),
-        (Kind.REBOOT, jobs.vm_reboot_run),
-        (Kind.DELETE, jobs.vm_delete_run),
-        (Kind.REPAIR, jobs.vm_repair_run),
+    for kind, run, done in (
+        (Kind.CREATE, jobs.vm_create_run, "VM {target} is created."),
+        (Kind.START, jobs.vm_start_run, "VM {target} is running."),
+        (Kind.STOP, jobs.vm_stop_run, "VM {target} is stopped."),
+        (Kind.FORCE_STOP, jobs.vm_force_stop_run, "VM {target} is off."),
+        (Kind.REBOOT, jobs.vm_reboot_run, "VM {target} is rebooted."),
+        (Kind.DELETE, jobs.vm_delete_run, "VM {target} is deleted; its snapshots are kept."),
+        (Kind.REPAIR, jobs.vm_repair_run, "VM {target} is repaired, ready to start."),
     ):
-        registry.register(kind, kind.label, job=run, repair=jobs.vm_operation_repair)
-    registry.register(Kind.MOVE, Kind.MOVE.label, job=jobs.vm_move_run, repair=jobs.vm_move_repair)
+        registry.register(kind, kind.label, job=run, repair=jobs.vm_operation_repair, done=done)
+    registry.register(
+        Kind.MOVE,
+        Kind.MOVE.label,
+        job=jobs.vm_move_run,
+        repair=jobs.vm_move_repair,
+        done="Moved VM {target}.",
+    )
     # The service's own housekeeping: it gives way to the owner's operations on the VM.
     registry.register(
         Kind.FLATTEN,
@@ -66,6 +72,7 @@ def _register_operations():
         job=jobs.vm_flatten_run,
         repair=jobs.vm_operation_repair,
         housekeeping=True,
+        done="The disk of {target} is flattened.",
     )
     registry.register(
         Kind.MERGE,
@@ -73,4 +80,5 @@ def _register_operations():
         job=jobs.layer_merge_run,
         repair=jobs.layer_merge_repair,
         housekeeping=True,
+        done="The disk layers of {target} are merged.",
     )

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.access import get_owned_or_404
 from core.errors import ServiceError
-from core.page_actions import attempt, attempt_on_form
+from core.page_actions import attempt, attempt_on_form, progress_message
 from core.views import not_found
 from operations.models import Operation, housekeeping_lock
 from snapshots import page_links
@@ -154,7 +154,7 @@ def vm_new(request):
 
         created, operation = attempt_on_form(form, create)
         if created:
-            messages.success(request, f"Creating VM {data['name']!r}…")
+            progress_message(request, operation, f"Creating VM {data['name']!r}…")
             return redirect("vm_detail", vm_id_of_lock(operation.lock))
     return render(request, "vms/vm_new.html", {"form": form})
 
@@ -217,9 +217,12 @@ def vm_action(request, pk, action):
     if action not in ACTIONS:
         messages.error(request, "That is not something a VM can do.")
         return redirect("vm_detail", vm.pk)
-    call, success = ACTIONS[action]
-    done = attempt(request, lambda: call(vm, request.user), success=success.format(name=vm.name))
-    if done and action == "delete":
+    call, under_way = ACTIONS[action]
+    operation = attempt(request, lambda: call(vm, request.user))
+    if operation is None:
+        return redirect("vm_detail", vm.pk)
+    progress_message(request, operation, under_way.format(name=vm.name))
+    if action == "delete":
         return redirect("dashboard")
     return redirect("vm_detail", vm.pk)
 

@@ -17,5 +17,5 @@ def test_a_kind_registered_again_with_another_job_is_refused(monkeypatch):
 def test_registering_the_same_kind_again_changes_nothing(monkeypatch):
     monkeypatch.setattr(registry, "_TYPES", dict(registry._TYPES))
     stop = registry.registered(VMOperationKind.STOP)
-    registry.register(stop.kind, stop.label, job=stop.job, repair=stop.repair)
+    registry.register(stop.kind, stop.label, job=stop.job, repair=stop.repair, done=stop.done)
     assert registry.registered(VMOperationKind.STOP) is stop
