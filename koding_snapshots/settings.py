@@ -262,6 +262,13 @@ RECORD_RETENTION_DAYS = env_int("RECORD_RETENTION_DAYS", 30, minimum=1)
 IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 # Lines one user may type into consoles per minute.
 CONSOLE_LINES_PER_MINUTE = env_int("CONSOLE_LINES_PER_MINUTE", 30, minimum=1)
+# The terminal (a VM's console in the browser) is a WebSocket served by the ASGI side, which
+# bin/run runs on TERMINAL_PORT of the same host as the pages; TERMINAL_URL, when set, is where
+# browsers reach it instead (e.g. "wss://vms.example.com" behind a proxy that forwards
+# /vms/<id>/terminal/ws/ there). A session without input for TERMINAL_IDLE_SECONDS ends.
+TERMINAL_PORT = env_int("TERMINAL_PORT", 8001, minimum=0, maximum=65535)
+TERMINAL_URL = os.environ.get("TERMINAL_URL", "").rstrip("/")
+TERMINAL_IDLE_SECONDS = env_int("TERMINAL_IDLE_SECONDS", 15 * 60, minimum=10)
 # A worker that has not reported for this long is reported as down by the health check.
 WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 180, minimum=30)
 # /healthz answers callers other than staff from a result at most this many seconds old, so

@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("schedules.urls")),
     path("", include("sharing.urls")),
     path("", include("snapshots.urls")),
+    path("", include("terminal.urls")),
     path("", include("vms.urls")),
     path("", include("operations.urls")),
 ]

@@ -22,6 +22,7 @@ PACKAGES = [
     "schedules",
     "sharing",
     "transfers",
+    "terminal",
     "diskread",
 ]
 
