@@ -39,6 +39,6 @@ class SshKeyForm(forms.Form):
         required=False,
         strip=False,
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
-        help_text="The contents of your .pub file; it begins with ssh-ed25519, ecdsa-sha2-…, "
-        "ssh-rsa or sk-….",
+        help_text="The contents of your .pub file, which begins with ssh-ed25519, ssh-rsa, "
+        "ecdsa-sha2-… or sk-… (a security key).",
     )
