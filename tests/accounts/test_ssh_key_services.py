@@ -1,7 +1,11 @@
 """Adding and deleting SSH keys (`accounts.services`): what is kept, and what is refused."""
 
+import base64
+import threading
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from accounts.models import SshKey
 from accounts.selectors import ssh_keys_of
@@ -104,3 +108,50 @@ def test_a_user_lists_only_their_own_keys_newest_first(alice, bob):
     ssh_key_add(owner=bob, title="Bob's", public_key=PUBLIC_KEYS[2])
 
     assert list(ssh_keys_of(alice)) == [second, first]
+
+
+def made_up_key(n: int) -> str:
+    """A well-formed Ed25519 public key line (its point is not checked, as OpenSSH does not)."""
+    parts = [b"ssh-ed25519", bytes([n]) * 32]
+    blob = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} key-{n}"
+
+
+def in_parallel(owner, keys: list[str]) -> list[str]:
+    """Add `keys` to `owner`'s from as many threads at once; what each one came to."""
+    barrier = threading.Barrier(len(keys))
+    outcomes = []
+
+    def add(public_key):
+        barrier.wait()
+        try:
+            ssh_key_add(owner=owner, title="", public_key=public_key)
+            outcomes.append("added")
+        except LimitExceeded:
+            outcomes.append("limit")
+        except NameTaken:
+            outcomes.append("taken")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(outcomes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_parallel_adds_never_exceeds_the_limit(plans, alice, settings):
+    settings.SSH_KEYS_MAX = 3
+    outcomes = in_parallel(alice, [made_up_key(n) for n in range(6)])
+    assert outcomes == ["added"] * 3 + ["limit"] * 3
+    assert SshKey.objects.filter(owner=alice).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_key_added_in_parallel_is_kept_once(plans, alice):
+    outcomes = in_parallel(alice, [PUBLIC_KEYS[0]] * 4)
+    assert outcomes == ["added"] + ["taken"] * 3
+    assert SshKey.objects.filter(owner=alice).count() == 1
