@@ -104,6 +104,11 @@ def parse_public_key(text: str) -> PublicKey:
             "That is a private key: keep it secret (and make a new one if you shared it). "
             "Paste the public key instead, the .pub file beside it."
         )
+    if "BEGIN SSH2 PUBLIC KEY" in text:
+        raise SshKeyError(
+            "That key is in the SSH2 format; paste it as OpenSSH writes it, which "
+            "ssh-keygen -i -f <file> prints."
+        )
     if "\n" in text or "\r" in text:
         raise SshKeyError("Paste one key, on one line; add several keys one at a time.")
     fields = _BLANKS.split(text, maxsplit=2)

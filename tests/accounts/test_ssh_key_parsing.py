@@ -152,6 +152,19 @@ def test_a_private_key_is_refused(header):
     assert "That is a private key" in refusal(text)
 
 
+def test_a_putty_private_key_is_refused():
+    text = "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: alice\n"
+    assert "That is a private key" in refusal(text)
+
+
+def test_a_key_in_the_ssh2_format_is_refused_saying_how_to_convert_it():
+    data = ED25519.split()[1]
+    text = (
+        f'---- BEGIN SSH2 PUBLIC KEY ----\nComment: "alice"\n{data}\n---- END SSH2 PUBLIC KEY ----'
+    )
+    assert "ssh-keygen -i -f" in refusal(text)
+
+
 @pytest.mark.parametrize(
     "options",
     ['command="echo hi"', "no-pty", 'restrict,from="10.0.0.0/8"', "environment=X=1", "restrict"],
