@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
-from accounts.models import User
+from accounts.models import SshKey, User
 
 
 class SignupForm(UserCreationForm):
@@ -24,3 +24,21 @@ class SignupForm(UserCreationForm):
             self.fields["invitation_code"].required = True
         else:
             del self.fields["invitation_code"]
+
+
+class SshKeyForm(forms.Form):
+    """A public key to add; the service checks the key and the title (both may come empty)."""
+
+    title = forms.CharField(
+        max_length=SshKey.TITLE_MAX,
+        required=False,
+        help_text="Empty: the key's comment, such as you@laptop.",
+    )
+    public_key = forms.CharField(
+        label="Key",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="The contents of your .pub file, which begins with ssh-ed25519, ssh-rsa, "
+        "ecdsa-sha2-… or sk-… (a security key).",
+    )

@@ -1,8 +1,13 @@
-"""Accounts: the service's own user model, the plan it is held to, and its API tokens."""
+"""Accounts: the service's own user model, the plan it is held to, its API tokens and SSH keys."""
+
+import uuid
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
+
+from accounts.ssh_keys import KEY_TYPES
+from core.access import OwnedQuerySet
 
 
 class Plan(models.Model):
@@ -64,3 +69,30 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"
+
+
+class SshKey(models.Model):
+    """A public key of a user's, for SSH into their VMs; `accounts.ssh_keys` checked it."""
+
+    TITLE_MAX = 64
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="ssh_keys")
+    title = models.CharField(max_length=TITLE_MAX)
+    public_key = models.TextField(help_text="One normalized line: type, base64, comment.")
+    key_type = models.CharField(max_length=64, choices=[(t, t) for t in KEY_TYPES])
+    fingerprint = models.CharField(max_length=64, help_text="SHA256, as ssh-keygen -l prints it.")
+    bits = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "SSH key"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "fingerprint"], name="ssh_key_once_per_owner")
+        ]
+
+    def __str__(self):
+        return f"{self.title} ({self.fingerprint})"

@@ -1,8 +1,10 @@
-"""Reads of accounts: which plan a user is on. Nothing here changes a row."""
+"""Reads of accounts: which plan a user is on, their SSH keys. Nothing here changes a row."""
 
 from __future__ import annotations
 
-from accounts.models import Plan
+from django.db.models import QuerySet
+
+from accounts.models import Plan, SshKey
 
 
 def plan_for(user) -> Plan:
@@ -13,3 +15,8 @@ def plan_for(user) -> Plan:
     if plan is None:
         plan = Plan(slug="none", name="No plan", max_snapshots=0, max_snapshot_bytes=0, max_vms=0)
     return plan
+
+
+def ssh_keys_of(user) -> QuerySet[SshKey]:
+    """The user's SSH keys, newest first."""
+    return SshKey.objects.owned_by(user)

@@ -1,6 +1,14 @@
 """Business rules for accounts."""
 
-from accounts.models import Plan, User
+import unicodedata
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from accounts.models import Plan, SshKey, User
+from accounts.ssh_keys import SshKeyError, parse_public_key
+from core.errors import LimitExceeded, NameTaken
 
 GIB = 1024**3
 
@@ -87,3 +95,68 @@ def plan_change(*, user, plan) -> None:
     """Move an account to another plan (what it keeps beyond the new limits stays)."""
     User.objects.filter(pk=user.pk).update(plan=plan)
     user.plan = plan
+
+
+def ssh_key_add(*, owner: User, title: str, public_key: str) -> SshKey:
+    """Keep a public key of `owner`'s, checked and normalized; titled after its comment when no
+    title is given. The same key twice, or more than SSH_KEYS_MAX keys, is refused."""
+    try:
+        parsed = parse_public_key(public_key)
+    except SshKeyError as exc:
+        raise ValidationError({"public_key": exc.message}) from None
+    title = _ssh_key_title(title, default=parsed.comment)
+    try:
+        with transaction.atomic():
+            # One account's additions one at a time, so a burst cannot pass the limit.
+            User.objects.select_for_update(no_key=True).filter(pk=owner.pk).first()
+            _ssh_key_check_new(owner, parsed.fingerprint)
+            return SshKey.objects.create(
+                owner=owner,
+                title=title,
+                public_key=parsed.text,
+                key_type=parsed.key_type,
+                fingerprint=parsed.fingerprint,
+                bits=parsed.bits,
+            )
+    except IntegrityError:
+        # A parallel request added the same key first: the unique constraint caught it.
+        _ssh_key_check_new(owner, parsed.fingerprint)
+        raise
+
+
+def _ssh_key_check_new(owner: User, fingerprint: str) -> None:
+    same = SshKey.objects.filter(owner=owner, fingerprint=fingerprint).first()
+    if same is not None:
+        raise NameTaken(
+            f"You have already added this key, as {same.title!r}; delete that one first to add "
+            "it again.",
+            field="public_key",
+        )
+    limit = settings.SSH_KEYS_MAX
+    if SshKey.objects.filter(owner=owner).count() >= limit:
+        raise LimitExceeded(
+            f"You can keep up to {limit} SSH key{'s' if limit != 1 else ''}; delete one you no "
+            "longer use to add another."
+        )
+
+
+def _ssh_key_title(title: str, *, default: str) -> str:
+    title = (title or "").strip()
+    if not title:
+        title = default[: SshKey.TITLE_MAX].strip()
+    if not title:
+        raise ValidationError(
+            {"title": "Give the key a title, such as the computer it is from (it has no comment)."}
+        )
+    if len(title) > SshKey.TITLE_MAX:
+        raise ValidationError(
+            {"title": f"Keep the title to {SshKey.TITLE_MAX} characters or fewer."}
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in title):
+        raise ValidationError({"title": "The title contains characters that cannot be shown."})
+    return title
+
+
+def ssh_key_delete(*, key: SshKey) -> None:
+    """Forget a key: VMs created from now on no longer let it in."""
+    key.delete()

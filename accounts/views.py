@@ -7,9 +7,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.forms import SignupForm
-from accounts.models import ApiToken
-from accounts.services import token_create, token_revoke
+from accounts.forms import SignupForm, SshKeyForm
+from accounts.models import ApiToken, SshKey
+from accounts.selectors import ssh_keys_of
+from accounts.services import ssh_key_add, ssh_key_delete, token_create, token_revoke
 from accounts.signup import (
     CLOSED,
     INVITATION,
@@ -18,6 +19,7 @@ from accounts.signup import (
     signup_create,
     signup_mode,
 )
+from core.access import get_owned_or_404
 from core.page_actions import attempt_on_form, back
 
 
@@ -106,3 +108,34 @@ def token_delete(request, pk):
     token_revoke(token=token)
     messages.success(request, f"Token {token.name!r} revoked.")
     return redirect("tokens")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def ssh_keys(request):
+    """The user's SSH keys: see each one's fingerprint, add one, delete one."""
+    form = SshKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        added, key = attempt_on_form(
+            form,
+            lambda: ssh_key_add(
+                owner=request.user,
+                title=form.cleaned_data["title"],
+                public_key=form.cleaned_data["public_key"],
+            ),
+        )
+        if added:
+            messages.success(request, f"SSH key {key.title!r} added ({key.fingerprint}).")
+            return redirect("ssh_keys")
+    return render(
+        request, "accounts/ssh_keys.html", {"keys": ssh_keys_of(request.user), "form": form}
+    )
+
+
+@login_required
+@require_POST
+def ssh_key_remove(request, pk):
+    key = get_owned_or_404(SshKey.objects.owned_by(request.user), pk)
+    ssh_key_delete(key=key)
+    messages.success(request, f"SSH key {key.title!r} deleted.")
+    return redirect("ssh_keys")

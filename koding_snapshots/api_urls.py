@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from accounts.api.views import SshKeyViewSet
 from operations.api.views import OperationViewSet
 from schedules.api.views import VMPolicyViewSet
 from snapshots.api import browse as snapshot_browse
@@ -18,6 +19,7 @@ router.register("snapshots", SnapshotViewSet, basename="snapshot")
 router.register("operations", OperationViewSet, basename="operation")
 router.register("images", ImageViewSet, basename="image")
 router.register("plans", PlanViewSet, basename="plan")
+router.register("ssh-keys", SshKeyViewSet, basename="ssh-key")
 
 urlpatterns = [
     path("me/", me, name="me"),

@@ -145,6 +145,8 @@ SIGNUP_RATE = env_rate("SIGNUP_RATE", "10/hour")
 # The plan (its slug) a new account gets. Free by default: a stranger who signs up gets one VM
 # and no snapshots until an admin moves them to a larger plan.
 SIGNUP_PLAN = env_str("SIGNUP_PLAN", "free")
+# SSH public keys one user may keep (the keys their VMs let in).
+SSH_KEYS_MAX = env_int("SSH_KEYS_MAX", 20, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

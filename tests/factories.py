@@ -10,6 +10,22 @@ from vms.models import VM, Host, Image, Layer, LayerState, VMState
 GIB = 1024**3
 _n = itertools.count(1)
 
+# Public keys made with ssh-keygen for the tests (their private halves were thrown away), and the
+# fingerprints `ssh-keygen -lf` printed for them.
+PUBLIC_KEYS = [
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOYgoX86G2o6WutWOtbVGR7pBv7L1moiiuf8rPrlEefd"
+    " alice@laptop-1",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDFTjEt/85zawRuywsjRlWzFwRka0nFfxOset/YVVMTE"
+    " alice@laptop-2",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIATcX2yC+AC8hlRPOiJtRHbzIcBy+7ZcwWL0V1fy0BoY"
+    " alice@laptop-3",
+]
+FINGERPRINTS = [
+    "SHA256:+ccCJXKYoTD8FKF6IkW1V6gDZiqUb30CJ1Ydwckn2Ns",
+    "SHA256:B+MzdR35GXen2cYLrZvGDZajGjjuG1Gj4VOoRCBL5UM",
+    "SHA256:Tcg6fbNmefajtnR/fvoSpWrIofwyZD2twDPuRghs8Ts",
+]
+
 
 def host_row(**kwargs) -> Host:
     defaults = {
