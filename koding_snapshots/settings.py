@@ -221,6 +221,11 @@ STORAGE_POOL = env_str("STORAGE_POOL", "")
 GUEST_NETWORK = env_str("GUEST_NETWORK", "koding-snapshots")
 GUEST_SUBNET = env_ipv4_subnet("GUEST_SUBNET", "10.213.0.0/16")
 GUEST_INTERNET = env_bool("GUEST_INTERNET", True)
+# Each VM's SSH server is published on a port of its host from this range (kept for the VM's
+# life, while it runs; "" publishes none), reached as `ssh -p PORT user@SSH_HOST` (SSH_HOST:
+# the name people use for the host; the page's own host name when empty).
+SSH_PORTS = os.environ.get("SSH_PORTS", "22000-22999").strip()
+SSH_HOST = os.environ.get("SSH_HOST", "").strip()
 # vCPUs a host registered without a given capacity may hand out per CPU it has (overcommit).
 HOST_VCPU_RATIO = env_int("HOST_VCPU_RATIO", 4, minimum=1, maximum=64)
 # Disk placement may hand out per byte of the pool's file system, likewise: a VM's disk is thin

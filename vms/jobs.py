@@ -19,7 +19,7 @@ from core.errors import InvalidState, OperationFailed
 from operations.failpoints import failpoint, failpoint_until
 from operations.models import Operation
 from operations.services import Yielded, housekeeping_should_yield, operation_report
-from vms import hypervisor, layers, network, ownership
+from vms import hypervisor, layers, network, ownership, publishing
 from vms.models import VM, Host, Layer, VMState, vm_id_of_lock
 
 
@@ -55,6 +55,7 @@ def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
 def domain_define(vm: VM) -> None:
     """Define (or redefine) the VM's domain on its host, on the guests' network there."""
     nic = network.vm_network_attach(vm)
+    publishing.vm_port(vm)
     vm.host.hypervisor.domain_define(hypervisor.domain_xml(domain_spec(vm, **nic)))
 
 
@@ -71,6 +72,7 @@ def _vm(operation: Operation) -> VM:
 def _set_state(vm: VM, state: str) -> None:
     VM.objects.filter(pk=vm.pk).update(state=state)
     vm.state = state
+    publishing.publish_sync()  # its SSH port is forwarded while it runs, and only then
 
 
 def _domain_state(vm: VM) -> str | None:
@@ -264,6 +266,7 @@ def discard(vm: VM) -> None:
     with contextlib.suppress(hypervisor.HypervisorError):
         host.hypervisor.volumes_delete_prefixed(host.console_pool_name, f"{vm.id}.log")
     VM.objects.filter(pk=vm.pk).delete()
+    publishing.publish_sync()
 
 
 def vm_flatten_run(operation: Operation) -> dict:

@@ -252,6 +252,12 @@ class VM(models.Model):
         unique=True,
         help_text="Its address on the guests' network, given when its domain is first defined.",
     )
+    ssh_port = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="The port of the host that reaches its SSH server (SSH_PORTS), kept for life.",
+    )
     active_layer = models.ForeignKey(
         Layer, null=True, blank=True, on_delete=models.PROTECT, related_name="active_for"
     )

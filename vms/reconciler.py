@@ -30,7 +30,7 @@ from core.installation import installation_id
 from operations.models import Operation
 from operations.services import operations_expire, operations_resend
 from snapshots.models import Snapshot
-from vms import hypervisor, layers, ownership
+from vms import hypervisor, layers, ownership, publishing
 from vms.models import (
     VM,
     Host,
@@ -81,6 +81,7 @@ def reconcile(*, now=None, grace: timedelta | None = None) -> Report:
             _host(report, host, now, grace)
         except hypervisor.HypervisorError as exc:
             report.add(f"Host {host.name}: libvirt did not answer ({exc}); checked next time.")
+    publishing.publish_sync()  # states it corrected change what is published
     ReconcileRun.objects.create(
         started_at=started,
         finished_at=timezone.now(),

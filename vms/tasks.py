@@ -34,7 +34,11 @@ def reconcile() -> str:
 
 
 def check_hosts() -> dict:
-    """Record which hosts answer (their VMs' pages say so when one does not)."""
+    """Record which hosts answer (their VMs' pages say so when one does not), and forward the
+    running VMs' SSH ports again (what a firewall reload or a restarted libvirtd dropped)."""
+    from vms.publishing import publish_sync
     from vms.services import hosts_check
 
-    return hosts_check()
+    checked = hosts_check()
+    publish_sync()
+    return checked

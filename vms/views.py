@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404
+from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -16,7 +17,7 @@ from snapshots import page_links
 from snapshots import services as snapshot_services
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
 from snapshots.selectors import usage_for
-from vms import page_parts, services
+from vms import page_parts, publishing, services
 from vms.forms import ConsoleLineForm, VMCreateForm
 from vms.models import VM, Image, VMOperationKind, VMState, vm_id_of_lock
 
@@ -71,6 +72,7 @@ def _vm_context(request, vm):
         "repair_hopeless": services.repair_hopeless(vm) if vm.state == VMState.ERROR else "",
         "operation": operation,
         "housekeeping": housekeeping,
+        "ssh_command": publishing.ssh_command(vm, split_domain_port(request.get_host())[0]),
         # The page watches the VM while something happens to it.
         "polling": bool(operation or housekeeping) or vm.state == VMState.CREATING,
         "last_operation": recent.order_by("-created_at").first(),

@@ -43,6 +43,14 @@ class VMSerializer(serializers.ModelSerializer):
         )
     )
 
+    ip_address = serializers.IPAddressField(
+        read_only=True, allow_null=True, help_text="Its address on the guests' network."
+    )
+    ssh = serializers.SerializerMethodField(
+        help_text="The command that reaches its SSH server from anywhere: its host forwards "
+        '`ssh_port` to it while it runs ("" when ports are not published for it).'
+    )
+
     class Meta:
         model = VM
         fields = [
@@ -54,6 +62,9 @@ class VMSerializer(serializers.ModelSerializer):
             "memory_mib",
             "disk_gib",
             "mac_address",
+            "ip_address",
+            "ssh_port",
+            "ssh",
             "current_snapshot",
             "source_snapshot",
             "host",
@@ -63,6 +74,15 @@ class VMSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+    def get_ssh(self, vm) -> str:
+        from django.http.request import split_domain_port
+
+        from vms.publishing import ssh_command
+
+        request = self.context.get("request")
+        host = split_domain_port(request.get_host())[0] if request else "localhost"
+        return ssh_command(vm, host)
 
     def get_disk_gib(self, vm) -> float:
         return round(vm.disk_bytes / GIB, 2)
