@@ -56,7 +56,8 @@ def test_a_running_vms_port_reaches_its_ssh_port_and_is_withdrawn_when_it_stops(
     assert vm.ssh_port in port_range()
     assert ssh_command(vm, "vms.example.com") == f"ssh -p {vm.ssh_port} alice@vms.example.com"
     # A stand-in for sshd: busybox answers each connection to port 22 with one line.
-    guest.run(vm, f"(while true; do nc -l -p 22 -e /bin/echo {ANSWER}; done) >/dev/null 2>&1 & true")
+    serve = f"while true; do nc -l -p 22 -e /bin/echo {ANSWER}; done"
+    guest.run(vm, f"({serve}) >/dev/null 2>&1 & true")
     for address in addresses_of_this_machine(settings):
         wait_for(lambda a=address: answers(a, vm.ssh_port), timeout=30, what=f"{address} to answer")
 
