@@ -2,6 +2,7 @@
 else gets the same refusal as for a VM that does not exist, and nothing is opened."""
 
 import asyncio
+import threading
 
 import pytest
 
@@ -28,7 +29,12 @@ def knock(path, *, cookie="", origin="http://localhost:8000", host="localhost:80
     if origin:
         headers.append((b"origin", origin.encode()))
     scope = {"type": "websocket", "path": path, "headers": headers}
-    asyncio.run(asgi.terminal_websocket(scope, receive, send))
+    # In a thread of its own: the browser tests leave an event loop in this one.
+    runner = threading.Thread(
+        target=lambda: asyncio.run(asgi.terminal_websocket(scope, receive, send))
+    )
+    runner.start()
+    runner.join(timeout=30)
     return sent
 
 
