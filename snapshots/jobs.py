@@ -125,9 +125,25 @@ def switch_to_new_layer(
                 progress=50,
                 message="Freezing the disk" + (" (file systems quiesced)" if quiesced else ""),
             )
-            vm.host.hypervisor.domain_snapshot_disk(
-                vm.domain_uuid, layers.layer_path(new), quiesce=quiesced
-            )
+            try:
+                vm.host.hypervisor.domain_snapshot_disk(
+                    vm.domain_uuid, layers.layer_path(new), quiesce=quiesced
+                )
+            except hypervisor.HypervisorError:
+                if not quiesced:
+                    raise
+                # The agent did not freeze the file systems in time (it hung, or the guest is
+                # too busy): the snapshot is taken crash-consistent, and says so.
+                quiesced = False
+                operation_report(
+                    operation,
+                    progress=55,
+                    message="The guest agent did not answer in time; freezing the disk "
+                    "crash-consistent",
+                )
+                vm.host.hypervisor.domain_snapshot_disk(
+                    vm.domain_uuid, layers.layer_path(new), quiesce=False
+                )
             failpoint("snapshot.take.switched")
     except BaseException:
         layers.layer_release(new.pk)

@@ -132,6 +132,9 @@ def connect(uri: str) -> libvirt.virConnect:
 
 
 CONNECT_TIMEOUT = 3.0
+# How long a guest agent may take to answer (freezing file systems, a shutdown) before libvirt
+# gives up on it and the service goes on without it.
+AGENT_RESPONSE_SECONDS = 5
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
 _DEFAULT_PORTS = {"tcp": 16509, "tls": 16514, "ssh": 22, "libssh": 22, "libssh2": 22}
@@ -638,14 +641,27 @@ class Hypervisor:
                 dom.create()
 
     def domain_shutdown(self, domain_uuid: uuid.UUID, *, timeout: float) -> bool:
-        """Press the ACPI power button and wait up to `timeout` seconds. True if the guest
-        obeyed."""
+        """Ask the guest to power off and wait up to `timeout` seconds. True if it obeyed.
+
+        Its guest agent is asked first when it has one connected (a clean shutdown that does
+        not depend on the guest's ACPI handling); the ACPI power button otherwise, or when the
+        agent does not answer within AGENT_RESPONSE_SECONDS."""
         with _libvirt_errors():
             dom = self._domain(domain_uuid)
             if not dom.isActive():
                 return True
+            asked = False
+            if agent_connected_in(dom.XMLDesc(0)):
+                with suppress(libvirt.libvirtError):
+                    dom.agentSetResponseTimeout(AGENT_RESPONSE_SECONDS, 0)
+                try:
+                    dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
+                    asked = True
+                except libvirt.libvirtError:
+                    pass
             try:
-                dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+                if not asked:
+                    dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
                     raise
@@ -738,9 +754,12 @@ class Hypervisor:
             if quiesce:
                 flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
         with _libvirt_errors():
-            self._domain(domain_uuid).snapshotCreateXML(
-                ET.tostring(root, encoding="unicode"), flags
-            )
+            dom = self._domain(domain_uuid)
+            if quiesce and not memory_path:
+                # A hung agent must not hold the guest's disk frozen: libvirt gives up then.
+                with suppress(libvirt.libvirtError):
+                    dom.agentSetResponseTimeout(AGENT_RESPONSE_SECONDS, 0)
+            dom.snapshotCreateXML(ET.tostring(root, encoding="unicode"), flags)
 
     def domain_restore_memory(
         self, domain_uuid: uuid.UUID, memory_path: str, *, saved_disk_path: str, disk_path: str
