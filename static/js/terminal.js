@@ -9,8 +9,14 @@
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
   term.open(box);
-  fit.fit();
-  window.addEventListener("resize", () => fit.fit());
+  // A serial line carries no window size: the guest learns it when told, e.g. by this command.
+  const sizeHint = document.querySelector("[data-testid=terminal-size]");
+  const fitted = () => {
+    fit.fit();
+    if (sizeHint) sizeHint.textContent = `stty cols ${term.cols} rows ${term.rows}`;
+  };
+  fitted();
+  window.addEventListener("resize", fitted);
   window.kodingTerminal = term; // for tests and the curious: what the screen shows
 
   const socket = new WebSocket(box.dataset.socket);

@@ -44,7 +44,7 @@ def terminal_server(transactional_db, settings):
             "--port",
             str(port),
             "--ws",
-            "websockets",
+            "websockets-sansio",
             "--lifespan",
             "off",
         ],
@@ -79,7 +79,7 @@ def screen_shows(page, text, *, times=1, timeout=30):
     pytest.fail(f"The terminal never showed {text!r} {times} times:\n{page.evaluate(SCREEN)}")
 
 
-def test_the_terminal_runs_a_command_and_vi_and_quits_it(
+def test_the_terminal_runs_a_command_and_vi_and_a_second_tab_sees_the_same_screen(
     page, live_worker, terminal_server, image, alice
 ):
     vm = ready_vm(alice, image)
@@ -93,6 +93,19 @@ def test_the_terminal_runs_a_command_and_vi_and_quits_it(
     page.keyboard.type("echo $((6*7))-answered")
     page.keyboard.press("Enter")
     screen_shows(page, "42-answered")
+
+    # A second tab on the same VM shares the console: it is sent what the screen shows, and
+    # what is typed in either appears in both.
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.get_by_test_id("terminal-status")).to_contain_text("Connected")
+    screen_shows(other, "42-answered")
+    other.locator("#terminal").click()
+    other.keyboard.type("echo $((7*6))-from-the-other-tab")
+    other.keyboard.press("Enter")
+    screen_shows(page, "42-from-the-other-tab")  # its output, in the first tab too
+    other.close()
+    page.locator("#terminal").click()
 
     page.keyboard.type("vi /root/note")
     page.keyboard.press("Enter")
