@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
+import time
 import unicodedata
 
 from django.conf import settings
@@ -577,6 +579,34 @@ def console_send(*, vm: VM, user, line: str) -> None:
     console_rate_check(user)
     vm_id = str(vm.id)
     transaction.on_commit(lambda: async_task("vms.tasks.console_send", vm_id, line))
+
+
+GUEST_INFO_SECONDS = 30
+_guest_info: dict = {}
+_guest_info_lock = threading.Lock()
+
+
+def guest_info(vm: VM) -> hypervisor.GuestInfo | None:
+    """What the running guest's agent says about it (system, host name, addresses, uptime),
+    asked of its host at most every GUEST_INFO_SECONDS; None without an agent answering."""
+    if vm.state != VMState.RUNNING or not vm.host.reachable:
+        return None
+    # Kept in this process (not the shared cache, which may be a database table): a page's
+    # polls ask the host at most every GUEST_INFO_SECONDS and write nothing anywhere.
+    now = time.monotonic()
+    with _guest_info_lock:
+        kept = _guest_info.get(vm.pk)
+        if kept is not None and now - kept[0] < GUEST_INFO_SECONDS:
+            return kept[1]
+    try:
+        info = vm.host.hypervisor.domain_guest_info(vm.domain_uuid)
+    except hypervisor.HypervisorError:
+        info = None
+    with _guest_info_lock:
+        for key in [k for k, (at, _) in _guest_info.items() if now - at >= GUEST_INFO_SECONDS]:
+            del _guest_info[key]
+        _guest_info[vm.pk] = (now, info)
+    return info
 
 
 def console_input_check(vm: VM) -> None:

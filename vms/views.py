@@ -73,12 +73,31 @@ def _vm_context(request, vm):
         "operation": operation,
         "housekeeping": housekeeping,
         "ssh_command": publishing.ssh_command(vm, split_domain_port(request.get_host())[0]),
+        **_guest(vm),
         # The page watches the VM while something happens to it.
         "polling": bool(operation or housekeeping) or vm.state == VMState.CREATING,
         "last_operation": recent.order_by("-created_at").first(),
         **_snapshots_on_vm_page(request, vm),
         **page_parts.vm_page_context(request, vm),
     }
+
+
+def _guest(vm) -> dict:
+    """What the guest's agent says, for the VM card."""
+    guest = services.guest_info(vm)
+    return {"guest": guest, "guest_uptime": uptime_text(guest.uptime_seconds) if guest else ""}
+
+
+def uptime_text(seconds: float | None) -> str:
+    """ "up 42 min", "up 3 h 5 min", "up 2 days"; "" when not known."""
+    if seconds is None:
+        return ""
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"up {max(minutes, 1)} min"
+    if minutes < 48 * 60:
+        return f"up {minutes // 60} h {minutes % 60} min"
+    return f"up {minutes // (24 * 60)} days"
 
 
 def _snapshots_on_dashboard(request, vms) -> dict:

@@ -312,3 +312,36 @@ def test_a_repair_known_to_fail_is_not_the_main_button(client, alice, image):
     assert 'class="button primary" type="submit" form="vm-action-repair"' not in page
     assert ">Try repair again</button>" in page
     assert "This VM is in error and cannot be repaired:" in page
+
+
+def test_the_vm_card_shows_what_the_guest_agent_says(client, alice, image, fake_hosts):
+    from tests.factories import domain_running
+    from vms.hypervisor import GuestInfo
+
+    vm = vm_row(owner=alice, image=image)
+    fake = fake_hosts[vm.host.libvirt_uri]
+    domain_running(fake, vm)
+    fake.agent_answers[vm.domain_uuid] = GuestInfo(
+        os_name="Debian GNU/Linux 12 (bookworm)",
+        hostname="workbench",
+        addresses=("10.213.0.7",),
+        uptime_seconds=3 * 3600 + 125,
+    )
+    client.force_login(alice)
+    page = client.get(f"/vms/{vm.pk}/").content.decode()
+    card = page[page.index('data-testid="vm-guest"') :]
+    assert card[: card.index("</dd>")].endswith(
+        "Debian GNU/Linux 12 (bookworm) · workbench · up 3 h 2 min"
+    )
+    answer = client.get(f"/api/vms/{vm.pk}/").json()["guest"]
+    assert answer["hostname"] == "workbench" and answer["addresses"] == ["10.213.0.7"]
+
+
+def test_a_vm_without_an_agent_answering_shows_no_guest_line(client, alice, image, fake_hosts):
+    from tests.factories import domain_running
+
+    vm = vm_row(owner=alice, image=image)
+    domain_running(fake_hosts[vm.host.libvirt_uri], vm)
+    client.force_login(alice)
+    assert 'data-testid="vm-guest"' not in client.get(f"/vms/{vm.pk}/").content.decode()
+    assert client.get(f"/api/vms/{vm.pk}/").json()["guest"] is None

@@ -46,6 +46,11 @@ class VMSerializer(serializers.ModelSerializer):
     ip_address = serializers.IPAddressField(
         read_only=True, allow_null=True, help_text="Its address on the guests' network."
     )
+    guest = serializers.SerializerMethodField(
+        help_text="What its guest agent says while it runs (os_name, hostname, addresses, "
+        "uptime_seconds), or null without an agent answering; in a VM's own answer only, "
+        "null in lists."
+    )
     ssh = serializers.SerializerMethodField(
         help_text="The command that reaches its SSH server from anywhere: its host forwards "
         '`ssh_port` to it while it runs ("" when ports are not published for it).'
@@ -65,6 +70,7 @@ class VMSerializer(serializers.ModelSerializer):
             "ip_address",
             "ssh_port",
             "ssh",
+            "guest",
             "current_snapshot",
             "source_snapshot",
             "host",
@@ -74,6 +80,22 @@ class VMSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+    def get_guest(self, vm) -> dict | None:
+        from vms.services import guest_info
+
+        view = self.context.get("view")
+        if getattr(view, "action", None) != "retrieve":
+            return None  # asked of one VM at a time: a list does not wait on agents
+        info = guest_info(vm)
+        if info is None:
+            return None
+        return {
+            "os_name": info.os_name,
+            "hostname": info.hostname,
+            "addresses": list(info.addresses),
+            "uptime_seconds": info.uptime_seconds,
+        }
 
     def get_ssh(self, vm) -> str:
         from django.http.request import split_domain_port

@@ -13,6 +13,8 @@ connection must not cross a fork, and a connection that died is reopened.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import threading
@@ -47,6 +49,7 @@ from vms.hypervisor.specs import (
     METADATA_NS,
     METADATA_PREFIX,
     DomainRecord,
+    GuestInfo,
     NetworkSpec,
     VolumeInfo,
     uri_is_local,
@@ -75,6 +78,25 @@ def _translate(exc: libvirt.libvirtError) -> HypervisorError:
     if code in _UNAVAILABLE_CODES or exc.get_error_domain() == libvirt.VIR_FROM_RPC:
         return HypervisorUnavailable(f"libvirt is unreachable: {message}")
     return HypervisorError(message)
+
+
+def _agent_uptime(dom) -> float | None:
+    """Seconds since the guest booted, read from its /proc/uptime through the agent."""
+    import libvirt_qemu
+
+    def ask(command: str, **arguments) -> dict:
+        text = json.dumps({"execute": command, "arguments": arguments})
+        return json.loads(libvirt_qemu.qemuAgentCommand(dom, text, AGENT_INFO_SECONDS, 0))["return"]
+
+    try:
+        handle = ask("guest-file-open", path="/proc/uptime", mode="r")
+        try:
+            data = base64.b64decode(ask("guest-file-read", handle=handle, count=64)["buf-b64"])
+        finally:
+            ask("guest-file-close", handle=handle)
+        return float(data.split()[0])
+    except (libvirt.libvirtError, KeyError, ValueError, IndexError, TypeError):
+        return None
 
 
 @contextmanager
@@ -135,6 +157,8 @@ CONNECT_TIMEOUT = 3.0
 # How long a guest agent may take to answer (freezing file systems, a shutdown) before libvirt
 # gives up on it and the service goes on without it.
 AGENT_RESPONSE_SECONDS = 5
+# What a page asks of an agent must not keep the page waiting.
+AGENT_INFO_SECONDS = 2
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
 _DEFAULT_PORTS = {"tcp": 16509, "tls": 16514, "ssh": 22, "libssh": 22, "libssh2": 22}
@@ -710,6 +734,38 @@ class Hypervisor:
     def domain_disk_path(self, domain_uuid: uuid.UUID) -> str | None:
         """The file the guest's disk writes to right now."""
         return disk_path_in(self.domain_xml_of(domain_uuid))
+
+    def domain_guest_info(self, domain_uuid: uuid.UUID) -> GuestInfo | None:
+        """What the guest's agent says: its system, host name, addresses and uptime; None when
+        the guest is not running or has no agent answering within AGENT_INFO_SECONDS."""
+        with _libvirt_errors():
+            dom = self._domain(domain_uuid)
+            if not dom.isActive() or not agent_connected_in(dom.XMLDesc(0)):
+                return None
+            with suppress(libvirt.libvirtError):
+                dom.agentSetResponseTimeout(AGENT_INFO_SECONDS, 0)
+            try:
+                info = dom.guestInfo(
+                    libvirt.VIR_DOMAIN_GUEST_INFO_OS
+                    | libvirt.VIR_DOMAIN_GUEST_INFO_HOSTNAME
+                    | libvirt.VIR_DOMAIN_GUEST_INFO_INTERFACES,
+                    0,
+                )
+            except libvirt.libvirtError:
+                return None
+            addresses = []
+            for i in range(int(info.get("if.count", 0))):
+                for j in range(int(info.get(f"if.{i}.addr.count", 0))):
+                    kind = info.get(f"if.{i}.addr.{j}.type")
+                    address = info.get(f"if.{i}.addr.{j}.addr", "")
+                    if kind == "ipv4" and address and not address.startswith("127."):
+                        addresses.append(address)
+            return GuestInfo(
+                os_name=str(info.get("os.pretty-name") or info.get("os.name") or ""),
+                hostname=str(info.get("hostname", "")),
+                addresses=tuple(addresses),
+                uptime_seconds=_agent_uptime(dom),
+            )
 
     def domain_agent_connected(self, domain_uuid: uuid.UUID) -> bool:
         """Whether a guest agent has opened its channel (so the file systems can be quiesced)."""

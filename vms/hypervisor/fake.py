@@ -129,6 +129,8 @@ class FakeHypervisor:
         self.filters: dict[str, str] = {}
         self.saved_memory: dict[str, SavedMemory] = {}
         self.console_input: dict[uuid.UUID, bytes] = {}
+        # What a running guest's agent answers (a `GuestInfo`), by domain.
+        self.agent_answers: dict[uuid.UUID, object] = {}
 
     def __repr__(self) -> str:
         return f"FakeHypervisor({self.uri!r})"
@@ -424,6 +426,14 @@ class FakeHypervisor:
 
     def domain_agent_connected(self, domain_uuid: uuid.UUID) -> bool:
         return agent_connected_in(self.domain_xml_of(domain_uuid))
+
+    def domain_guest_info(self, domain_uuid: uuid.UUID):
+        """What a test put in `agent_answers` for a running guest, else None."""
+        self._call("domain_guest_info")
+        dom = self.domains_by_uuid.get(uuid.UUID(str(domain_uuid)))
+        if dom is None or not dom.running:
+            return None
+        return self.agent_answers.get(uuid.UUID(str(domain_uuid)))
 
     def _chain(self, dom: FakeDomain) -> list[str]:
         """The files QEMU has open for a running guest's disk, read from the volumes' backing

@@ -20,6 +20,16 @@ class VolumeInfo:
 
 
 @dataclass(frozen=True)
+class GuestInfo:
+    """What a running guest's agent says about it."""
+
+    os_name: str  # e.g. "Debian GNU/Linux 12 (bookworm)"
+    hostname: str
+    addresses: tuple[str, ...]  # its IPv4 addresses but loopback
+    uptime_seconds: float | None
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     """The network a host's guests live on: NAT (or none) to the outside, DHCP, isolated ports."""
 
