@@ -92,6 +92,10 @@ def canonical_xml(xml: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+# Where a guest finds what the service hands it: /sys/firmware/qemu_fw_cfg/by_name/opt/<this>/.
+FIRMWARE_CONFIG_PREFIX = "org.koding-snapshots"
+
+
 def domain_xml(spec: DomainSpec) -> str:
     """The libvirt definition of a guest: direct kernel boot, one virtio disk, a serial shell."""
     ET.register_namespace(METADATA_PREFIX, METADATA_NS)
@@ -107,6 +111,12 @@ def domain_xml(spec: DomainSpec) -> str:
     ET.SubElement(os_el, "kernel").text = spec.kernel_path
     ET.SubElement(os_el, "initrd").text = spec.initrd_path
     ET.SubElement(os_el, "cmdline").text = spec.cmdline
+    if spec.firmware_config:
+        sysinfo = ET.SubElement(root, "sysinfo", type="fwcfg")
+        for name, value in sorted(spec.firmware_config.items()):
+            ET.SubElement(
+                sysinfo, "entry", name=f"opt/{FIRMWARE_CONFIG_PREFIX}/{name}"
+            ).text = value
     features = ET.SubElement(root, "features")
     ET.SubElement(features, "acpi")
     ET.SubElement(root, "clock", offset="utc")

@@ -64,6 +64,9 @@ class DomainSpec:
     network: str | None = None
     network_filter: str | None = None
     ip_address: str | None = None
+    # What the guest reads from QEMU's firmware configuration device at boot, by name under
+    # opt/ (e.g. its owner's SSH public keys): checked data, read by the image's boot unit.
+    firmware_config: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
