@@ -28,6 +28,8 @@ def image_build_busybox(*, host: Host, slug: str = BUSYBOX_SLUG) -> Image:
                 f"A tiny Linux guest: Debian's {files.kernel_version} kernel with a busybox "
                 "userland and a root shell on the serial console."
             ),
+            os_name="Busybox on a Debian kernel",
+            summary="busybox userland, root shell on the serial console, DHCP",
             files=files,
         )
 
@@ -60,13 +62,28 @@ def inspect_qcow2(path: str) -> dict:
 
 
 def image_register(
-    *, host: Host, slug: str, name: str, description: str, files: image_build.GuestImageFiles
+    *,
+    host: Host,
+    slug: str,
+    name: str,
+    description: str,
+    files: image_build.GuestImageFiles,
+    os_name: str = "",
+    summary: str = "",
+    cmdline: str = image_build.CMDLINE,
 ) -> Image:
     """Upload an image's kernel, initrd and root disk through libvirt and record them."""
     layer_id = image_upload(host=host, files=files)
     try:
         return image_record(
-            host=host, layer_id=layer_id, slug=slug, name=name, description=description
+            host=host,
+            layer_id=layer_id,
+            slug=slug,
+            name=name,
+            description=description,
+            os_name=os_name,
+            summary=summary,
+            cmdline=cmdline,
         )
     except BaseException:
         for volume in image_volumes(layer_id):
@@ -99,7 +116,15 @@ def image_upload(*, host: Host, files: image_build.GuestImageFiles) -> uuid.UUID
 
 
 def image_record(
-    *, host: Host, layer_id: uuid.UUID, slug: str, name: str, description: str
+    *,
+    host: Host,
+    layer_id: uuid.UUID,
+    slug: str,
+    name: str,
+    description: str,
+    os_name: str = "",
+    summary: str = "",
+    cmdline: str = image_build.CMDLINE,
 ) -> Image:
     """Record an uploaded image (see `image_upload`) as the current one under `slug`."""
     kernel_volume, initrd_volume, layer_volume = image_volumes(layer_id)
@@ -119,10 +144,12 @@ def image_record(
             slug=slug,
             name=name,
             description=description,
+            os_name=os_name,
+            summary=summary,
             host=host,
             layer=layer,
             kernel_volume=kernel_volume,
             initrd_volume=initrd_volume,
-            cmdline=image_build.CMDLINE,
+            cmdline=cmdline,
             min_disk_bytes=info.capacity,
         )
