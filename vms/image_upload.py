@@ -8,12 +8,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
-from vms import image_build
+from vms import image_build, image_debian
 from vms.models import Host, Image, Layer, LayerState
 
 BUSYBOX_SLUG = "busybox"
+DEBIAN_SLUG = "debian-12"
 
 
 def image_build_busybox(*, host: Host, slug: str = BUSYBOX_SLUG) -> Image:
@@ -32,6 +34,33 @@ def image_build_busybox(*, host: Host, slug: str = BUSYBOX_SLUG) -> Image:
             summary="busybox userland, root shell on the serial console, DHCP",
             files=files,
         )
+
+
+def image_cache_dir() -> Path:
+    """Where built images are kept between builds (and between test runs)."""
+    return settings.STORAGE_DIR / "image-cache"
+
+
+def image_build_debian(*, host: Host, slug: str = DEBIAN_SLUG) -> tuple[Image, dict]:
+    """Build the Debian 12 guest from Debian's packages (or take the build of the same recipe
+    kept from before) and register it on `host`; returns it with what its build recorded."""
+    files, build = image_debian.build_cached(image_cache_dir())
+    image = image_register(
+        host=host,
+        slug=slug,
+        name="Debian 12",
+        description=(
+            f"Debian 12 (bookworm) with Debian's {files.kernel_version} kernel. Its host name "
+            "is the VM's name, its owner has an account with sudo, and a VM started from a "
+            "snapshot makes its own machine-id and SSH host keys. The serial console logs in "
+            "as root."
+        ),
+        os_name=image_debian.OS_NAME,
+        summary=image_debian.SUMMARY,
+        files=files,
+        cmdline=image_debian.CMDLINE,
+    )
+    return image, build
 
 
 class UnsafeImage(ValueError):
