@@ -198,9 +198,25 @@ BUILD_INFO = "build.json"
 
 
 def recipe_key() -> str:
-    """A hash of the recipe: this module (the packages, the files written, the steps), not the
-    packages' versions of the day."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    """A hash of the recipe: this module (the packages, the files written, the steps) and the
+    machine's apt sources, not the packages' versions of the day."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for source in apt_sources():
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def apt_sources() -> list[Path]:
+    """The machine's own apt sources (a sources.list and the files of sources.list.d), which
+    the image is unpacked from and keeps; mmdebstrap's own default is deb.debian.org."""
+    etc = Path("/etc/apt")
+    found = [etc / "sources.list"] if (etc / "sources.list").is_file() else []
+    found += sorted(
+        path
+        for path in (etc / "sources.list.d").glob("*")
+        if path.suffix in (".list", ".sources") and path.is_file()
+    )
+    return [path for path in found if path.read_text().strip()]
 
 
 def _files_in(folder: Path, info: dict) -> GuestImageFiles:
@@ -265,6 +281,10 @@ def _require_tools() -> None:
 
 def make_root_folder(root: Path) -> str:
     """Unpack Debian into `root` and add the service's files; returns the kernel's release."""
+    sources = apt_sources()
+    if not sources:
+        raise ImageBuildError("This machine has no apt sources to unpack Debian from.")
+    # Each file is pasted into the image's apt sources as it is (one-line or deb822 style).
     run_tool(
         [
             "mmdebstrap",
@@ -273,6 +293,7 @@ def make_root_folder(root: Path) -> str:
             "--include=" + ",".join(PACKAGES),
             SUITE,
             root,
+            *sources,
         ]
     )
     for path, (text, mode) in FILES.items():
