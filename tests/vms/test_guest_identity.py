@@ -13,7 +13,7 @@ from vms.jobs import guest_cmdline, guest_hostname, guest_user_name
         ("web", "web"),
         ("Alice's Web 1", "alice-s-web-1"),
         ("  --db.primary--  ", "db-primary"),
-        ("x" * 80, "x" * 63),
+        ("x" * 61 + " yz", "x" * 61 + "-y"),
     ],
 )
 def test_the_guests_host_name_is_the_vms_name_made_valid(alice, name, hostname):
