@@ -363,9 +363,8 @@ def image(host, image_files, guest_files):
     )
 
 
-@pytest.fixture
-def make_vm(transactional_db, image, sync_tasks):
-    """Create and boot real VMs through the service, the way a user's request would."""
+def vm_maker(image):
+    """Create and boot real VMs from `image` through the service, as a user's request would."""
     from vms.models import VM, vm_id_of_lock
     from vms.services import vm_create
 
@@ -378,6 +377,70 @@ def make_vm(transactional_db, image, sync_tasks):
         )
 
     return make
+
+
+@pytest.fixture
+def make_vm(transactional_db, image, sync_tasks):
+    """Create and boot real busybox VMs through the service, the way a user's request would."""
+    return vm_maker(image)
+
+
+# Said once at the end of the run, outside any test's captured output.
+SESSION_NOTES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for note in SESSION_NOTES:
+        terminalreporter.write_line(note)
+
+
+@pytest.fixture(scope="session")
+def debian_files():
+    """The Debian 12 image, built from Debian's packages when this machine has no build of its
+    recipe yet (kept for the next runs), with the build's time said once."""
+    from vms import image_debian
+    from vms.image_upload import image_cache_dir
+
+    files, build = image_debian.build_cached(image_cache_dir())
+    how = "reused a build that took" if build["cached"] else "built in"
+    SESSION_NOTES.append(f"Debian image: {how} {build['seconds']} s ({files.root_disk.parent})")
+    return files
+
+
+@pytest.fixture(scope="session")
+def debian_image_files(test_pool, debian_files):
+    """The Debian image's volumes, uploaded into the test pool once per run."""
+    from vms.image_upload import image_upload, image_volumes
+    from vms.models import Host
+
+    layer_id = image_upload(host=Host(**test_pool), files=debian_files)
+    SHARED_VOLUMES.update(image_volumes(layer_id))
+    return layer_id
+
+
+@pytest.fixture
+def debian_image(host, debian_image_files):
+    """The Debian image, registered on the test host."""
+    from vms import image_debian
+    from vms.image_upload import DEBIAN_SLUG, image_record
+
+    return image_record(
+        host=host,
+        layer_id=debian_image_files,
+        slug=DEBIAN_SLUG,
+        name="Debian 12",
+        description="",
+        os_name=image_debian.OS_NAME,
+        summary=image_debian.SUMMARY,
+        cmdline=image_debian.CMDLINE,
+    )
+
+
+@pytest.fixture
+def make_debian_vm(transactional_db, debian_image, sync_tasks):
+    """Create and boot real Debian VMs through the service (512 MiB: systemd's share)."""
+    make = vm_maker(debian_image)
+    return lambda owner, name="box", **kwargs: make(owner, name, **{"memory_mib": 512, **kwargs})
 
 
 def succeeded(operation):

@@ -1,4 +1,5 @@
 from django import forms
+from django.template.defaultfilters import filesizeformat
 
 from vms.models import VM
 from vms.services import CONSOLE_LINE_MAX
@@ -27,7 +28,7 @@ class VMCreateForm(forms.Form):
 
     def __init__(self, *args, images=(), snapshots=(), **kwargs):
         super().__init__(*args, **kwargs)
-        choices = [("Images", [(f"image:{i.slug}", i.name) for i in images])]
+        choices = [("Images", [(f"image:{i.slug}", image_label(i)) for i in images])]
         if snapshots:
             choices.append(
                 (
@@ -36,6 +37,13 @@ class VMCreateForm(forms.Form):
                 )
             )
         self.fields["source"].choices = choices
+
+
+def image_label(image) -> str:
+    """An image as a choice: its name, the system inside, what it comes with and its size."""
+    details = ", ".join(part for part in (image.os_name, image.summary) if part)
+    size = filesizeformat(image.size_bytes)
+    return f"{image.name} ({details}; {size})" if details else f"{image.name} ({size})"
 
 
 class ConsoleLineForm(forms.Form):

@@ -147,7 +147,7 @@ def _dpkg_owner(path: Path) -> str:
 
 
 def _which(program: str) -> Path | None:
-    found = shutil.which(program, path=_tool_env()["PATH"])
+    found = shutil.which(program, path=tool_env()["PATH"])
     return Path(found) if found else None
 
 
@@ -165,7 +165,7 @@ def _install_program(program: str, root: Path) -> None:
             shutil.copy2(library, target)
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
+def write_file(path: Path, text: str, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(mode)
@@ -193,15 +193,15 @@ def make_root_folder(root: Path, release: str) -> None:
         if not source.exists():
             raise ImageBuildError(f"The kernel {release} has no {module}.")
         shutil.copy2(source, modules / source.name)
-    _write(root / "etc/inittab", INITTAB)
-    _write(root / "etc/init.d/rcS", RCS, 0o755)
-    _write(root / "etc/acpi/PWRF/00000080", POWER_BUTTON, 0o755)
-    _write(root / "etc/profile", PROFILE)
-    _write(root / "etc/udhcpc.script", UDHCPC_SCRIPT, 0o755)
-    _write(root / "etc/hostname", "guest\n")
-    _write(root / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
-    _write(root / "etc/group", "root:x:0:\n")
-    _write(root / "etc/fstab", "/dev/vda / ext4 rw 0 1\n")
+    write_file(root / "etc/inittab", INITTAB)
+    write_file(root / "etc/init.d/rcS", RCS, 0o755)
+    write_file(root / "etc/acpi/PWRF/00000080", POWER_BUTTON, 0o755)
+    write_file(root / "etc/profile", PROFILE)
+    write_file(root / "etc/udhcpc.script", UDHCPC_SCRIPT, 0o755)
+    write_file(root / "etc/hostname", "guest\n")
+    write_file(root / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+    write_file(root / "etc/group", "root:x:0:\n")
+    write_file(root / "etc/fstab", "/dev/vda / ext4 rw 0 1\n")
 
 
 def build(work_dir: Path) -> GuestImageFiles:
@@ -215,9 +215,9 @@ def build(work_dir: Path) -> GuestImageFiles:
         raw = Path(tmp) / "root.raw"
         with open(raw, "wb") as handle:
             handle.truncate(ROOT_FS_BYTES)
-        _run(["mkfs.ext4", "-q", "-F", "-L", "ksroot", "-E", "root_owner=0:0", "-d", root, raw])
+        run_tool(["mkfs.ext4", "-q", "-F", "-L", "ksroot", "-E", "root_owner=0:0", "-d", root, raw])
         root_disk = work_dir / "root.qcow2"
-        _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, root_disk])
+        run_tool(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, root_disk])
     kernel_copy = work_dir / "vmlinuz"
     initrd_copy = work_dir / "initrd.img"
     shutil.copyfile(kernel, kernel_copy)
@@ -231,15 +231,15 @@ def build(work_dir: Path) -> GuestImageFiles:
     )
 
 
-def _run(argv: list) -> None:
+def run_tool(argv: list) -> None:
     result = subprocess.run(
-        [str(a) for a in argv], capture_output=True, text=True, check=False, env=_tool_env()
+        [str(a) for a in argv], capture_output=True, text=True, check=False, env=tool_env()
     )
     if result.returncode != 0:
         raise ImageBuildError(f"{argv[0]} failed: {result.stderr.strip() or result.stdout}")
 
 
-def _tool_env() -> dict:
+def tool_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
     return env

@@ -8,12 +8,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
-from vms import image_build
+from vms import image_build, image_debian
 from vms.models import Host, Image, Layer, LayerState
 
 BUSYBOX_SLUG = "busybox"
+DEBIAN_SLUG = "debian-12"
 
 
 def image_build_busybox(*, host: Host, slug: str = BUSYBOX_SLUG) -> Image:
@@ -28,8 +30,37 @@ def image_build_busybox(*, host: Host, slug: str = BUSYBOX_SLUG) -> Image:
                 f"A tiny Linux guest: Debian's {files.kernel_version} kernel with a busybox "
                 "userland and a root shell on the serial console."
             ),
+            os_name="Busybox on a Debian kernel",
+            summary="busybox userland, root shell on the serial console, DHCP",
             files=files,
         )
+
+
+def image_cache_dir() -> Path:
+    """Where built images are kept between builds (and between test runs)."""
+    return settings.STORAGE_DIR / "image-cache"
+
+
+def image_build_debian(*, host: Host, slug: str = DEBIAN_SLUG) -> tuple[Image, dict]:
+    """Build the Debian 12 guest from Debian's packages (or take the build of the same recipe
+    kept from before) and register it on `host`; returns it with what its build recorded."""
+    files, build = image_debian.build_cached(image_cache_dir())
+    image = image_register(
+        host=host,
+        slug=slug,
+        name="Debian 12",
+        description=(
+            f"Debian 12 (bookworm) with Debian's {files.kernel_version} kernel. Its host name "
+            "is the VM's name, its owner has an account with sudo, and a VM started from a "
+            "snapshot makes its own machine-id and SSH host keys. The serial console logs in "
+            "as root."
+        ),
+        os_name=image_debian.OS_NAME,
+        summary=image_debian.SUMMARY,
+        files=files,
+        cmdline=image_debian.CMDLINE,
+    )
+    return image, build
 
 
 class UnsafeImage(ValueError):
@@ -60,13 +91,28 @@ def inspect_qcow2(path: str) -> dict:
 
 
 def image_register(
-    *, host: Host, slug: str, name: str, description: str, files: image_build.GuestImageFiles
+    *,
+    host: Host,
+    slug: str,
+    name: str,
+    description: str,
+    files: image_build.GuestImageFiles,
+    os_name: str = "",
+    summary: str = "",
+    cmdline: str = image_build.CMDLINE,
 ) -> Image:
     """Upload an image's kernel, initrd and root disk through libvirt and record them."""
     layer_id = image_upload(host=host, files=files)
     try:
         return image_record(
-            host=host, layer_id=layer_id, slug=slug, name=name, description=description
+            host=host,
+            layer_id=layer_id,
+            slug=slug,
+            name=name,
+            description=description,
+            os_name=os_name,
+            summary=summary,
+            cmdline=cmdline,
         )
     except BaseException:
         for volume in image_volumes(layer_id):
@@ -99,7 +145,15 @@ def image_upload(*, host: Host, files: image_build.GuestImageFiles) -> uuid.UUID
 
 
 def image_record(
-    *, host: Host, layer_id: uuid.UUID, slug: str, name: str, description: str
+    *,
+    host: Host,
+    layer_id: uuid.UUID,
+    slug: str,
+    name: str,
+    description: str,
+    os_name: str = "",
+    summary: str = "",
+    cmdline: str = image_build.CMDLINE,
 ) -> Image:
     """Record an uploaded image (see `image_upload`) as the current one under `slug`."""
     kernel_volume, initrd_volume, layer_volume = image_volumes(layer_id)
@@ -119,10 +173,12 @@ def image_record(
             slug=slug,
             name=name,
             description=description,
+            os_name=os_name,
+            summary=summary,
             host=host,
             layer=layer,
             kernel_volume=kernel_volume,
             initrd_volume=initrd_volume,
-            cmdline=image_build.CMDLINE,
+            cmdline=cmdline,
             min_disk_bytes=info.capacity,
         )

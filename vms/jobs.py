@@ -11,6 +11,7 @@ worker died left half-done.
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -29,7 +30,30 @@ def console_log_path(vm: VM) -> str:
 
 
 def guest_hostname(vm: VM) -> str:
-    return f"vm-{vm.id.hex[:8]}"
+    """The VM's name as a host name (RFC 1123: lower-case letters, digits and inner hyphens, at
+    most 63 of them); a name with nothing of that kind in it gives `vm-` and its id's start."""
+    name = re.sub(r"[^a-z0-9]+", "-", vm.name.lower())[:63].strip("-")
+    return name or f"vm-{vm.id.hex[:8]}"
+
+
+def guest_user_name(user) -> str:
+    """The owner's user name as a Linux account name (lower-case letters, digits, `_` and `-`,
+    starting with a letter or `_`, at most 32)."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", user.username.lower()).strip("-")
+    if not re.match(r"[a-z_]", name):
+        name = f"u{name}"
+    return name[:32]
+
+
+def guest_cmdline(vm: VM) -> str:
+    """The kernel command line: the image's, then who the guest is. An image's first-boot unit
+    reads `ks.hostname=`, `ks.user=` (the owner's account, given sudo) and `ks.vm=` (a VM id it
+    has not seen means a new VM: new SSH host keys); systemd takes its machine-id from the
+    domain's UUID, as it does from the SMBIOS UUID on KVM, so each VM has its own."""
+    return (
+        f"{vm.image.cmdline} ks.hostname={guest_hostname(vm)} ks.user={guest_user_name(vm.owner)}"
+        f" ks.vm={vm.id} systemd.machine_id={vm.domain_uuid.hex}"
+    )
 
 
 def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
@@ -45,7 +69,7 @@ def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
         mac=vm.mac_address,
         kernel_path=layers.volume_path(host, image.kernel_volume),
         initrd_path=layers.volume_path(host, image.initrd_volume),
-        cmdline=f"{image.cmdline} ks.hostname={guest_hostname(vm)}",
+        cmdline=guest_cmdline(vm),
         console_log=console_log_path(vm),
         metadata=ownership.domain_metadata(vm=str(vm.id), host=host.name, pool=host.pool_name),
         **nic,

@@ -165,6 +165,9 @@ class Image(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
+    # What a person choosing an image reads: the system inside, and what it comes with.
+    os_name = models.CharField("operating system", max_length=100, blank=True)
+    summary = models.CharField(max_length=200, blank=True)
     host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="images")
     layer = models.ForeignKey(Layer, on_delete=models.PROTECT, related_name="images")
     kernel_volume = models.CharField(max_length=100)
@@ -179,6 +182,11 @@ class Image(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def size_bytes(self) -> int:
+        """What its root layer takes on its host's disk."""
+        return self.layer.allocation
 
 
 def random_mac() -> str:

@@ -140,7 +140,7 @@ def _snapshots_on_vm_page(request, vm) -> dict:
 @require_http_methods(["GET", "POST"])
 def vm_new(request):
     """A new VM from an image or from one of the user's snapshots."""
-    images = Image.objects.filter(is_public=True)
+    images = Image.objects.filter(is_public=True).select_related("layer")
     snapshots = (
         Snapshot.objects.owned_by(request.user)
         .filter(state=SnapshotState.READY)
@@ -177,7 +177,7 @@ def vm_new(request):
         if created:
             progress_message(request, operation, f"Creating VM {data['name']!r}…")
             return redirect("vm_detail", vm_id_of_lock(operation.lock))
-    return render(request, "vms/vm_new.html", {"form": form})
+    return render(request, "vms/vm_new.html", {"form": form, "images": images})
 
 
 @login_required

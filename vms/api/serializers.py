@@ -10,10 +10,22 @@ from vms.services import CONSOLE_LINE_MAX, GIB, NAME_MAX
 
 class ImageSerializer(serializers.ModelSerializer):
     min_disk_gib = serializers.SerializerMethodField()
+    size_bytes = serializers.IntegerField(
+        read_only=True, help_text="What the image's root layer takes on disk."
+    )
 
     class Meta:
         model = Image
-        fields = ["slug", "name", "description", "min_disk_gib", "created_at"]
+        fields = [
+            "slug",
+            "name",
+            "os_name",
+            "summary",
+            "description",
+            "size_bytes",
+            "min_disk_gib",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_min_disk_gib(self, image) -> int:

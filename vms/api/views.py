@@ -204,7 +204,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = ImageSerializer
     lookup_field = "slug"
-    queryset = Image.objects.filter(is_public=True)
+    queryset = Image.objects.filter(is_public=True).select_related("layer")
 
 
 def _valid(serializer_class, request):

@@ -1,0 +1,332 @@
+"""Building a Debian 12 (bookworm) guest image from Debian's packages, made personal on boot.
+
+`mmdebstrap` unpacks the packages into a folder with the machine's own apt configuration; a few
+files of the service's are written into it; `mkfs.ext4 -d` makes the root file system from that
+folder (nothing is mounted) and `qemu-img` turns it into a qcow2 base layer. The kernel and initrd
+come from the folder's /boot (the initrd loads the virtio disk driver).
+
+The guest learns who it is from its kernel command line (`vms.jobs.guest_cmdline`):
+`ks.hostname=`, `ks.user=` (its owner's account) and `ks.vm=` (the VM's id). A unit of the
+image's reads them on every boot, as data only, and checks each against a pattern before use.
+When the VM id differs from the one recorded in the guest (the first boot from the image, or a VM
+started from another VM's snapshot) the SSH host keys are made anew; the machine-id comes from
+`systemd.machine_id=`, one per VM. Data too long for the command line (SSH public keys) can
+come the same way through QEMU's fw_cfg: the cloud kernel has the module (qemu_fw_cfg) that shows
+its entries under /sys/firmware/qemu_fw_cfg.
+
+A build is kept in a cache folder named for a hash of the recipe: the same recipe is built once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from vms.image_build import (
+    READY_LINE,
+    GuestImageFiles,
+    ImageBuildError,
+    run_tool,
+    tool_env,
+    write_file,
+)
+
+SUITE = "bookworm"
+OS_NAME = "Debian 12 (bookworm)"
+SUMMARY = "systemd, OpenSSH, guest agent, sudo, systemd-networkd (DHCP)"
+PACKAGES = (
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "openssh-server",
+    "qemu-guest-agent",
+    "sudo",
+    "iproute2",
+    "systemd-resolved",
+    "ca-certificates",
+    "e2fsprogs",
+    "passwd",
+    "linux-image-cloud-amd64",
+)
+ROOT_FS_BYTES = 2 * 1024 * 1024 * 1024
+CMDLINE = "console=ttyS0 root=/dev/vda rw quiet"
+# Units of the service's, enabled in the image; the networkd wait is disabled so that a guest on
+# a host without a guests' network does not wait two minutes for one.
+ENABLE = (
+    "systemd-networkd.service",
+    "koding-snapshots-personal.service",
+    "koding-snapshots-grow-root.service",
+    "koding-snapshots-ready.service",
+)
+DISABLE = ("systemd-networkd-wait-online.service",)
+
+PERSONAL_SCRIPT = """\
+#!/bin/sh
+# Makes this guest the VM the service started, from what the kernel command line says: its host
+# name (ks.hostname=), its owner's account (ks.user=) and the VM's id (ks.vm=). The values are
+# data: each is checked against a pattern and used only as an argument, never run.
+set -u
+set -f  # no file-name expansion of the command line's words
+state=/var/lib/koding-snapshots
+vm="" name="" user=""
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    ks.vm=*) vm="${arg#ks.vm=}" ;;
+    ks.hostname=*) name="${arg#ks.hostname=}" ;;
+    ks.user=*) user="${arg#ks.user=}" ;;
+  esac
+done
+set +f
+matches() { printf '%s' "$2" | grep -Eqx -- "$1"; }
+matches '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}' "$vm" || vm=""
+matches '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?' "$name" || name=""
+matches '[a-z_][a-z0-9_-]{0,31}' "$user" || user=""
+
+if [ -n "$name" ]; then
+  printf '%s\\n' "$name" > /etc/hostname
+  printf '%s' "$name" > /proc/sys/kernel/hostname
+  sed -i '/^127\\.0\\.1\\.1[[:space:]]/d' /etc/hosts
+  printf '127.0.1.1\\t%s\\n' "$name" >> /etc/hosts
+fi
+
+mkdir -p "$state"
+recorded="$(cat "$state/vm" 2>/dev/null || true)"
+if [ -n "$vm" ] && [ "$vm" != "$recorded" ]; then
+  # A new VM (from the image, or from another VM's snapshot): its own SSH host keys.
+  rm -f /etc/ssh/ssh_host_*
+  printf '%s\\n' "$vm" > "$state/vm"
+fi
+ssh-keygen -A >/dev/null
+
+# The owner's account, with sudo without a password. A name that is already a system account's
+# is left alone; the sudo rule names the current owner only.
+rule=/etc/sudoers.d/koding-snapshots-owner
+if [ -n "$user" ]; then
+  getent passwd "$user" >/dev/null || useradd --create-home --user-group --shell /bin/bash "$user"
+  if [ "$(id -u "$user")" -ge 1000 ]; then
+    printf '%s ALL=(ALL:ALL) NOPASSWD: ALL\\n' "$user" > "$rule.new"
+    chmod 0440 "$rule.new"
+    mv "$rule.new" "$rule"
+  else
+    rm -f "$rule"
+  fi
+fi
+exit 0
+"""
+
+PERSONAL_UNIT = """\
+[Unit]
+Description=Make this guest the VM the service started (host name, owner, SSH host keys)
+After=local-fs.target
+Before=ssh.service systemd-networkd.service serial-getty@ttyS0.service systemd-logind.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/koding-snapshots-personal
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+GROW_ROOT_UNIT = """\
+[Unit]
+Description=Grow the root file system to the VM's disk
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/sbin/resize2fs /dev/vda
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+READY_UNIT = f"""\
+[Unit]
+Description=Say on the serial console that the guest is up
+After=koding-snapshots-personal.service serial-getty@ttyS0.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "{READY_LINE}: $(hostname)" > /dev/ttyS0'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# The serial console is the owner's: the service lets only the VM's owner read and type into it,
+# as it does the busybox image's root shell. So it logs in as root without a password, which is
+# the same trust, not more; SSH keeps asking for keys.
+SERIAL_AUTOLOGIN = """\
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200,57600,38400,9600 - $TERM
+"""
+
+# Whatever the network card is called (enp0s2 on q35, ens3 on pc, eth0 elsewhere).
+NETWORK = """\
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+"""
+
+FSTAB = "/dev/vda / ext4 rw,errors=remount-ro 0 1\n"
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+FILES = {
+    "usr/local/sbin/koding-snapshots-personal": (PERSONAL_SCRIPT, 0o755),
+    "etc/systemd/system/koding-snapshots-personal.service": (PERSONAL_UNIT, 0o644),
+    "etc/systemd/system/koding-snapshots-grow-root.service": (GROW_ROOT_UNIT, 0o644),
+    "etc/systemd/system/koding-snapshots-ready.service": (READY_UNIT, 0o644),
+    "etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf": (SERIAL_AUTOLOGIN, 0o644),
+    "etc/systemd/network/20-wired.network": (NETWORK, 0o644),
+    "etc/fstab": (FSTAB, 0o644),
+    "etc/hosts": (HOSTS, 0o644),
+    "etc/hostname": ("debian\n", 0o644),
+}
+
+BUILD_INFO = "build.json"
+
+
+def recipe_key() -> str:
+    """A hash of the recipe: this module (the packages, the files written, the steps) and the
+    machine's apt sources, not the packages' versions of the day."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for source in apt_sources():
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def apt_sources() -> list[Path]:
+    """The machine's own apt sources (a sources.list and the files of sources.list.d), which
+    the image is unpacked from and keeps; mmdebstrap's own default is deb.debian.org."""
+    etc = Path("/etc/apt")
+    found = [etc / "sources.list"] if (etc / "sources.list").is_file() else []
+    found += sorted(
+        path
+        for path in (etc / "sources.list.d").glob("*")
+        if path.suffix in (".list", ".sources") and path.is_file()
+    )
+    return [path for path in found if path.read_text().strip()]
+
+
+def _files_in(folder: Path, info: dict) -> GuestImageFiles:
+    return GuestImageFiles(
+        kernel=folder / "vmlinuz",
+        initrd=folder / "initrd.img",
+        root_disk=folder / "root.qcow2",
+        kernel_version=info["kernel_version"],
+        virtual_size=info["virtual_size"],
+    )
+
+
+def cached(cache_dir: Path, key: str | None = None) -> tuple[GuestImageFiles, dict] | None:
+    """The image built from the recipe `key` (the current one by default), if it is in
+    `cache_dir`, with what its build recorded (`seconds`, `kernel_version`)."""
+    folder = cache_dir / f"debian-12-{key or recipe_key()}"
+    try:
+        info = json.loads((folder / BUILD_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    return _files_in(folder, info), info
+
+
+def build_cached(cache_dir: Path) -> tuple[GuestImageFiles, dict]:
+    """The image of the current recipe: from `cache_dir` when built before, else built there.
+    Returns its files and what its build recorded (`seconds`, `kernel_version`, `cached`)."""
+    key = recipe_key()
+    found = cached(cache_dir, key)
+    if found:
+        files, info = found
+        return files, {**info, "cached": True}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Built beside its final place and renamed into it, so that two builds at once (two test
+    # runs) never leave a half-made image under the final name.
+    with tempfile.TemporaryDirectory(prefix=".building-", dir=cache_dir) as tmp:
+        started = time.monotonic()
+        files = build(Path(tmp) / "out")
+        info = {
+            "kernel_version": files.kernel_version,
+            "virtual_size": files.virtual_size,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        (Path(tmp) / "out" / BUILD_INFO).write_text(json.dumps(info))
+        try:
+            os.rename(Path(tmp) / "out", cache_dir / f"debian-12-{key}")
+        except OSError:
+            if cached(cache_dir, key) is None:  # not another build finishing first
+                raise
+    files, info = cached(cache_dir, key)
+    return files, {**info, "cached": False}
+
+
+def _require_tools() -> None:
+    for tool in ("mmdebstrap", "mkfs.ext4", "qemu-img"):
+        if shutil.which(tool, path=tool_env()["PATH"]) is None:
+            raise ImageBuildError(
+                f"{tool} is missing: install mmdebstrap, e2fsprogs and qemu-utils."
+            )
+    if os.geteuid() != 0:
+        raise ImageBuildError("Building the Debian image needs root (mmdebstrap's root mode).")
+
+
+def make_root_folder(root: Path) -> str:
+    """Unpack Debian into `root` and add the service's files; returns the kernel's release."""
+    sources = apt_sources()
+    if not sources:
+        raise ImageBuildError("This machine has no apt sources to unpack Debian from.")
+    # Each file is pasted into the image's apt sources as it is (one-line or deb822 style).
+    run_tool(
+        [
+            "mmdebstrap",
+            "--quiet",
+            "--variant=apt",
+            "--include=" + ",".join(PACKAGES),
+            SUITE,
+            root,
+            *sources,
+        ]
+    )
+    for path, (text, mode) in FILES.items():
+        write_file(root / path, text, mode)
+    # Every VM makes its own SSH host keys and machine-id on its first boot.
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (root / "etc/machine-id").write_text("")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    # The tree's own systemctl, which knows it is not running the system it edits.
+    run_tool(["chroot", root, "systemctl", "enable", "--quiet", *ENABLE])
+    run_tool(["chroot", root, "systemctl", "disable", "--quiet", *DISABLE])
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise ImageBuildError("The Debian tree has no kernel in /boot.")
+    return kernels[-1].name.removeprefix("vmlinuz-")
+
+
+def build(work_dir: Path) -> GuestImageFiles:
+    """Build the Debian guest's kernel, initrd and qcow2 root disk in `work_dir`."""
+    _require_tools()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        root = Path(tmp) / "root"
+        release = make_root_folder(root)
+        initrd = root / "boot" / f"initrd.img-{release}"
+        if not initrd.exists():
+            raise ImageBuildError(f"The Debian tree has no initrd for its kernel {release}.")
+        shutil.copyfile(root / "boot" / f"vmlinuz-{release}", work_dir / "vmlinuz")
+        shutil.copyfile(initrd, work_dir / "initrd.img")
+        raw = Path(tmp) / "root.raw"
+        with open(raw, "wb") as handle:
+            handle.truncate(ROOT_FS_BYTES)
+        run_tool(["mkfs.ext4", "-q", "-F", "-L", "ksroot", "-d", root, raw])
+        run_tool(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, work_dir / "root.qcow2"])
+    return _files_in(work_dir, {"kernel_version": release, "virtual_size": ROOT_FS_BYTES})
