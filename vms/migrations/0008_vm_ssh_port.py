@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('vms', '0006_vm_failed'),
+        ('vms', '0007_image_description'),
     ]
 
     operations = [
