@@ -56,6 +56,19 @@ def guest_cmdline(vm: VM) -> str:
     )
 
 
+def guest_authorized_keys(vm: VM) -> str:
+    """The owner's SSH public keys as the guest's boot unit installs them for the owner's
+    account: one `type base64` line each (the keys were parsed when added; their comments, free
+    text, stay out of the definition)."""
+    from accounts.models import SshKey
+
+    lines = []
+    for key in SshKey.objects.filter(owner=vm.owner_id).order_by("created_at"):
+        key_type, _, rest = key.public_key.partition(" ")
+        lines.append(f"{key_type} {rest.split(' ', 1)[0]}")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
     """The libvirt definition of a VM, made from the database (the source of truth); `nic` is
     its place on the guests' network (`network.vm_network_attach`), none when left out."""
@@ -72,6 +85,8 @@ def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
         cmdline=guest_cmdline(vm),
         console_log=console_log_path(vm),
         metadata=ownership.domain_metadata(vm=str(vm.id), host=host.name, pool=host.pool_name),
+        # Read at each boot: keys added or deleted reach the guest when it next starts.
+        firmware_config={"authorized_keys": guest_authorized_keys(vm)},
         **nic,
     )
 

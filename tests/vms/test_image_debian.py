@@ -1,11 +1,17 @@
 """The Debian 12 image on a real guest: personal on its first boot (one boot for the module)."""
 
+import subprocess
 import time
 
 import pytest
 
+from accounts.services import ssh_key_add
+from snapshots.models import Snapshot
+from snapshots.services import snapshot_take
 from tests import guest
-from tests.conftest import SESSION_NOTES, wait_for
+from tests.conftest import SESSION_NOTES, succeeded, wait_for
+from tests.vms.test_publishing import published  # noqa: F401 (a fixture)
+from vms.services import guest_info
 
 pytestmark = pytest.mark.libvirt
 
@@ -13,7 +19,19 @@ BOOT_TIMEOUT = 240  # about 25 s under software emulation; more on a busy machin
 
 
 @pytest.fixture
-def vm(make_debian_vm, alice):
+def key_file(alice, tmp_path):
+    """A key pair of alice's; its public half is on her SSH keys page before her VM exists."""
+    private = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", str(private)],
+        check=True,
+    )
+    ssh_key_add(owner=alice, title="laptop", public_key=(tmp_path / "id_ed25519.pub").read_text())
+    return private
+
+
+@pytest.fixture
+def vm(make_debian_vm, alice, key_file, published):  # noqa: F811 (the fixture imported above)
     created = make_debian_vm(alice, name="Alice's Web 1")
     started = time.monotonic()
     guest.wait_for_boot(created, timeout=BOOT_TIMEOUT)
@@ -27,7 +45,9 @@ def vm(make_debian_vm, alice):
 
 
 # One test, one boot: what a Debian VM is once it is up.
-def test_a_debian_vm_boots_to_a_shell_named_after_it_with_its_owner_a_sudoer_and_an_agent(vm):
+def test_a_debian_vm_boots_to_a_shell_named_after_it_with_its_owner_a_sudoer_and_an_agent(
+    vm, key_file, settings
+):
     assert guest.run(vm, "id -un") == "root"
     assert guest.run(vm, "hostname") == "alice-s-web-1"
     assert guest.run(vm, "cat /etc/hostname") == "alice-s-web-1"
@@ -54,8 +74,53 @@ def test_a_debian_vm_boots_to_a_shell_named_after_it_with_its_owner_a_sudoer_and
     )
     nic, address = assigned.split()
     assert nic.startswith("en") and address.startswith(f"{vm.ip_address}/")
+    # Its owner gets in over SSH with her key, through the port its host publishes for it.
+    wait_for(
+        lambda: ssh(vm, key_file, settings, "true").returncode == 0,
+        timeout=120,
+        what="sshd to let alice in through the published port",
+    )
+    answer = ssh(vm, key_file, settings, "hostname; sudo -n id -un")
+    assert answer.stdout.split() == ["alice-s-web-1", "root"], answer.stderr
+    # Its agent answers: a take freezes the file systems, and the VM card says what it runs.
     wait_for(
         lambda: vm.host.hypervisor.domain_agent_connected(vm.domain_uuid),
         timeout=60,
         what="the guest agent",
+    )
+    snapshot = Snapshot.objects.get(
+        pk=succeeded(snapshot_take(vm=vm, user=vm.owner, name="consistent")).subject_pk
+    )
+    assert (snapshot.quiesced, snapshot.consistency) == (True, "consistent")
+    info = guest_info(vm)
+    assert info.os_name.startswith("Debian GNU/Linux 12")
+    assert info.hostname == "alice-s-web-1"
+    assert vm.ip_address in info.addresses
+    assert info.uptime_seconds > 0
+
+
+def ssh(vm, key_file, settings, command: str) -> subprocess.CompletedProcess:
+    """`command` run over SSH as the owner, through the port the host publishes for the VM."""
+    gateway = str(settings.GUEST_SUBNET.network_address + 1)
+    return subprocess.run(
+        [
+            "ssh",
+            "-p",
+            str(vm.ssh_port),
+            "-i",
+            str(key_file),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            f"alice@{gateway}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
