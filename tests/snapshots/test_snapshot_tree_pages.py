@@ -149,3 +149,21 @@ def test_the_api_tree_takes_as_many_queries_for_200_snapshots_as_for_5(client, a
     few = queries_for(client, url)
     chain_of(vm, 195)
     assert queries_for(client, url) == few
+
+
+def test_the_snapshots_tree_roots_a_deleted_vms_and_an_imported_snapshot(client, alice, vm):
+    base = vm.current_snapshot
+    gone = vm_row(owner=alice, image=vm.image, name="gone")
+    orphan = snapshot_row(gone, "of-gone")
+    imported = snapshot_row(vm, "imported")
+    Snapshot.objects.filter(pk=orphan.pk).update(parent=base)
+    Snapshot.objects.filter(pk=imported.pk).update(
+        parent=base, kind=SnapshotKind.IMPORTED, source_vm=None
+    )
+    gone.delete()
+    client.force_login(alice)
+    page = client.get("/snapshots/tree/").content.decode()
+    for snapshot in (base, orphan, imported):
+        line = page[: page.index(f'id="tree-{snapshot.pk}"')]
+        assert line[line.rindex("<li") :].startswith('<li class="tree-line" style="--depth: 0">')
+    assert f'data-open="restore-{orphan.pk}"' not in page  # its VM is gone
