@@ -6,7 +6,7 @@ from accounts.api.views import SshKeyViewSet
 from operations.api.views import OperationViewSet
 from schedules.api.views import VMPolicyViewSet
 from snapshots.api import browse as snapshot_browse
-from snapshots.api.views import PlanViewSet, SnapshotViewSet, me
+from snapshots.api.views import PlanViewSet, SnapshotViewSet, VMSnapshotTreeViewSet, me
 from vms.api.views import ImageViewSet, VMViewSet
 
 app_name = "api"
@@ -15,6 +15,7 @@ router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("vms", VMViewSet, basename="vm")
 router.register("vms", VMPolicyViewSet, basename="vm-policy")
+router.register("vms", VMSnapshotTreeViewSet, basename="vm-snapshot-tree")
 router.register("snapshots", SnapshotViewSet, basename="snapshot")
 router.register("operations", OperationViewSet, basename="operation")
 router.register("images", ImageViewSet, basename="image")

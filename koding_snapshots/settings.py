@@ -351,6 +351,12 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/",
     "APPEND_COMPONENTS": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "SECURITY": [{"bearer": []}],
+    # A snapshot's kind and state show in more than one component (a snapshot, a node of the
+    # tree): one name each, whichever component meets them first.
+    "ENUM_NAME_OVERRIDES": {
+        "SnapshotKindEnum": "snapshots.models.SnapshotKind",
+        "SnapshotStateEnum": "snapshots.models.SnapshotState",
+    },
 }
 
 # --- Production hardening -------------------------------------------------------------------

@@ -5,20 +5,26 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from core.access import get_owned_or_404
+from operations.activity import ActivityFilterForm
 from operations.models import Operation
 
 
 @login_required
 @require_GET
 def activity(request):
-    operations = (
+    """The user's operations, newest first, narrowed by the filters of the query string (one
+    not valid is ignored and said so); polled while one of the page's runs."""
+    filters = ActivityFilterForm(request.GET, user=request.user)
+    operations = filters.apply(
         Operation.objects.owned_by(request.user)
         .select_related("requester")
         .prefetch_related("subject")
     )
     page = Paginator(operations, 25).get_page(request.GET.get("page"))
     busy = any(operation.is_active for operation in page)
-    context = {"page": page, "busy": busy}
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"page": page, "busy": busy, "filters": filters, "query": query.urlencode()}
     if request.headers.get("HX-Request"):
         return render(request, "operations/_activity_table.html", context)
     return render(request, "operations/activity.html", context)

@@ -56,3 +56,11 @@ def usage_for(user) -> Usage:
         snapshots=counted.count(),
         snapshot_bytes=snapshot_bytes + sum(counter(user) for counter in _BYTE_COUNTERS),
     )
+
+
+def tree_snapshots(user, *, vm=None) -> list[Snapshot]:
+    """The user's snapshots a tree draws (those of `vm` only, when given), in one query."""
+    snapshots = Snapshot.objects.owned_by(user).select_related("source_vm", "image", "imported_by")
+    if vm is not None:
+        snapshots = snapshots.filter(source_vm=vm)
+    return list(snapshots)

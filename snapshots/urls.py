@@ -4,6 +4,8 @@ from snapshots import browse_views, views
 
 urlpatterns = [
     path("snapshots/", views.snapshot_list, name="snapshot_list"),
+    path("snapshots/tree/", views.snapshot_tree_page, name="snapshot_tree"),
+    path("vms/<uuid:pk>/tree/", views.vm_snapshot_tree, name="vm_snapshot_tree"),
     path("vms/<uuid:pk>/snapshot-dialogs/", views.vm_snapshot_dialogs, name="vm_snapshot_dialogs"),
     path("vms/<uuid:vm_pk>/snapshots/take/", views.snapshot_take, name="snapshot_take"),
     path("snapshots/<uuid:pk>/row/", views.snapshot_list_row, name="snapshot_list_row"),

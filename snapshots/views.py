@@ -10,7 +10,8 @@ from core.page_actions import attempt, back, progress_message
 from snapshots import page_links, services
 from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import Snapshot, SnapshotState
-from snapshots.selectors import usage_for
+from snapshots.selectors import tree_snapshots, usage_for
+from snapshots.tree import snapshot_tree, tree_lines
 from vms.models import VM, vm_id_of_lock
 
 PAGE_SIZE = 50
@@ -181,3 +182,32 @@ def vm_snapshot_dialogs(request, pk):
         .order_by("-created_at")
     )
     return render(request, "snapshots/_vm_dialogs.html", {"vm": vm, "snapshots": snapshots})
+
+
+@login_required
+@require_GET
+def vm_snapshot_tree(request, pk):
+    """The VM's snapshots as a tree, with where its disk is now."""
+    vm = get_owned_or_404(VM.objects.owned_by(request.user), pk)
+    snapshots = tree_snapshots(request.user, vm=vm)
+    roots = snapshot_tree(snapshots, vm.current_snapshot_id, here=True)
+    context = {
+        "vm": vm,
+        "lines": tree_lines(roots),
+        "snapshots": snapshots,
+        "here_path": request.path,
+    }
+    return render(request, "snapshots/vm_tree.html", context)
+
+
+@login_required
+@require_GET
+def snapshot_tree_page(request):
+    """All the user's snapshots as trees: those of deleted VMs and imported ones root their own."""
+    snapshots = tree_snapshots(request.user)
+    context = {
+        "lines": tree_lines(snapshot_tree(snapshots)),
+        "snapshots": snapshots,
+        "here_path": request.path,
+    }
+    return render(request, "snapshots/snapshot_tree.html", context)

@@ -34,6 +34,17 @@ class VmsConfig(AppConfig):
         from vms.models import VM
 
         post_delete.connect(_vm_deleted, sender=VM, dispatch_uid="vms.vm_deleted")
+        from operations.activity import LockFilter, lock_filter_register
+        from vms.models import vm_lock
+
+        lock_filter_register(LockFilter("vm", "VM", _vm_choices, vm_lock))
+
+
+def _vm_choices(user) -> list[tuple[str, str]]:
+    """The VMs the activity page can narrow to: the user's."""
+    from vms.models import VM
+
+    return [(str(pk), name) for pk, name in VM.objects.owned_by(user).values_list("pk", "name")]
 
 
 def _vm_deleted(sender, instance, **kwargs):

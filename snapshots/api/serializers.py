@@ -114,3 +114,31 @@ class MeSerializer(serializers.Serializer):
     email = serializers.CharField()
     plan = PlanSerializer()
     usage = UsageSerializer()
+
+
+class SnapshotTreeNodeSerializer(SnapshotSerializer):
+    children = serializers.ListField(
+        source="tree_children",
+        child=serializers.UUIDField(),
+        read_only=True,
+        help_text="The snapshots taken on this one (after a restore of it, or in a VM started "
+        "from it), oldest first.",
+    )
+
+    class Meta(SnapshotSerializer.Meta):
+        fields = [*SnapshotSerializer.Meta.fields, "children"]
+        read_only_fields = fields
+
+
+class SnapshotTreeSerializer(serializers.Serializer):
+    current_snapshot = serializers.UUIDField(
+        allow_null=True,
+        help_text='The snapshot the VM\'s disk builds on now (pages say "You are here" after '
+        "it), or null.",
+    )
+    roots = serializers.ListField(
+        child=serializers.UUIDField(), help_text="The snapshots no other drawn one is under."
+    )
+    snapshots = SnapshotTreeNodeSerializer(
+        many=True, help_text="The VM's snapshots, each before its children."
+    )

@@ -17,10 +17,12 @@ from snapshots.api.serializers import (
     SnapshotNewVMSerializer,
     SnapshotRestoreSerializer,
     SnapshotSerializer,
+    SnapshotTreeSerializer,
     SnapshotUpdateSerializer,
 )
 from snapshots.models import Snapshot, SnapshotKind, SnapshotState
-from snapshots.selectors import usage_for
+from snapshots.selectors import tree_snapshots, usage_for
+from snapshots.tree import snapshot_tree, tree_order
 from vms.models import VM
 
 ACCEPTED = {202: OperationSerializer, **ERRORS_WRITE}
@@ -115,6 +117,33 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             **serializer.validated_data,
         )
         return accepted(operation, request)
+
+
+class VMSnapshotTreeViewSet(viewsets.GenericViewSet):
+    """What snapshots add to the VM resource: its snapshots as a tree,
+    `/api/vms/{id}/snapshots/tree/` (registered on the same prefix as the VMs, after them)."""
+
+    queryset = VM.objects.none()
+    lookup_value_regex = "[^/]+"
+    schema = IdSchema()
+
+    @extend_schema(request=None, responses={200: SnapshotTreeSerializer, **ERRORS_READ})
+    @action(detail=True, methods=["get"], url_path="snapshots/tree")
+    def snapshot_tree(self, request, pk=None):
+        """The VM's snapshots as a tree by parent: each lists the snapshots taken on it. A
+        snapshot whose parent is not the VM's (it was started from another VM's) is a root."""
+        vm = get_owned_or_404(VM.objects.owned_by(request.user), pk)
+        roots = snapshot_tree(tree_snapshots(request.user, vm=vm))
+        snapshots = []
+        for node in tree_order(roots):
+            node.snapshot.tree_children = [child.snapshot.pk for child in node.children]
+            snapshots.append(node.snapshot)
+        tree = {
+            "current_snapshot": vm.current_snapshot_id,
+            "roots": [root.snapshot.pk for root in roots],
+            "snapshots": snapshots,
+        }
+        return Response(SnapshotTreeSerializer(tree).data)
 
 
 @extend_schema_view(

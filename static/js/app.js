@@ -37,3 +37,22 @@ function consoleIsLive() {
   const status = document.getElementById("vm-status");
   return status !== null && ["running", "creating"].includes(status.dataset.state);
 }
+
+// A time given in a zone of its own (`<time datetime=… data-zone=…>`, a policy's next run) also
+// says when that is for the person reading, when their browser's zone is another.
+function addLocalTimes() {
+  const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  for (const time of document.querySelectorAll("time[data-zone]:not([data-local])")) {
+    time.dataset.local = "";
+    const when = new Date(time.getAttribute("datetime"));
+    if (time.dataset.zone === browserZone || Number.isNaN(when.getTime())) continue;
+    const hhmm = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    const local = document.createElement("span");
+    local.className = "muted local-time";
+    local.textContent = ` (${hhmm} your time)`;
+    time.after(local);
+    time.dataset.local = hhmm;
+  }
+}
+document.addEventListener("DOMContentLoaded", addLocalTimes);
+document.addEventListener("htmx:afterSwap", addLocalTimes);

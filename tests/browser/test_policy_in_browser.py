@@ -2,7 +2,7 @@
 row of its own (no guest boots, no worker runs): only the pages and the policy row are at stake."""
 
 import re
-from datetime import UTC, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from django.utils import timezone
@@ -45,12 +45,44 @@ def test_a_daily_schedule_saved_on_its_page_shows_on_the_vm_page_with_its_next_r
     assert (policy.keep_daily, policy.keep_weekly) == (7, 4)
     others = [policy.keep_last, policy.keep_hourly, policy.keep_monthly, policy.keep_yearly]
     assert others == [0, 0, 0, 0]
-    # The next run is 03:30 in Berlin, within a day; the page gives it in the site's time (UTC).
+    # The next run is 03:30 in Berlin, within a day; the page gives it in the policy's own zone.
     in_berlin = policy.next_run_at.astimezone(ZoneInfo("Europe/Berlin"))
     assert (in_berlin.hour, in_berlin.minute) == (3, 30)
     assert timezone.now() < policy.next_run_at <= timezone.now() + timedelta(days=1)
-    shown = policy.next_run_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    expect(page.locator("#policy-next-run")).to_contain_text(f"Next run: {shown} UTC")
+    shown = in_berlin.strftime("%Y-%m-%d %H:%M")
+    expect(page.locator("#policy-next-run")).to_contain_text(f"Next run: {shown} Europe/Berlin")
+
+
+def test_a_next_run_in_another_zone_than_the_browsers_also_says_the_readers_time(
+    browser, live_server, alice
+):
+    vm = vm_row(owner=alice, name="web")
+    policy = policy_set(vm=vm, enabled=True, schedule="daily at 03:30", timezone_name="Asia/Tokyo")
+    context = browser.new_context(base_url=live_server.url, timezone_id="America/New_York")
+    try:
+        page = context.new_page()
+        log_in(page, "alice")
+        page.goto(f"/vms/{vm.pk}/")
+        in_new_york = policy.next_run_at.astimezone(ZoneInfo("America/New_York"))
+        next_run = page.locator("#policy-next-run")
+        expect(next_run).to_contain_text("03:30 Asia/Tokyo")
+        expect(next_run).to_contain_text(f"({in_new_york:%H:%M} your time)")
+    finally:
+        context.close()
+
+
+def test_a_next_run_in_the_browsers_own_zone_says_it_once(browser, live_server, alice):
+    vm = vm_row(owner=alice, name="web")
+    policy_set(vm=vm, enabled=True, schedule="daily at 03:30", timezone_name="Asia/Tokyo")
+    context = browser.new_context(base_url=live_server.url, timezone_id="Asia/Tokyo")
+    try:
+        page = context.new_page()
+        log_in(page, "alice")
+        page.goto(f"/vms/{vm.pk}/")
+        expect(page.locator("#policy-next-run time")).to_have_attribute("data-local", "")
+        expect(page.locator("#policy-next-run")).not_to_contain_text("your time")
+    finally:
+        context.close()
 
 
 def test_a_schedule_is_switched_off_then_removed_from_the_vm_page(page, alice):

@@ -1,10 +1,13 @@
 """Setting a snapshot policy and pinning snapshots through the pages and the API."""
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
 from schedules.models import SnapshotPolicy
+from schedules.services import policy_set
 from tests.factories import snapshot_row, vm_row
 
 POLICY = {
@@ -143,3 +146,15 @@ def test_the_admin_shows_a_bad_schedule_beside_the_field(charlie, vm):
     assert response.status_code == 200
     assert "cron expression" in response.content.decode()
     assert not SnapshotPolicy.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_next_run_is_shown_in_the_policys_own_time_zone(alice, vm):
+    policy = policy_set(vm=vm, enabled=True, schedule="daily at 03:30", timezone_name="Asia/Tokyo")
+    page = signed_in(alice).get(f"/vms/{vm.pk}/").content.decode()
+    iso = policy.next_run_at.astimezone(ZoneInfo("Asia/Tokyo")).isoformat()
+    assert f'<time datetime="{iso}" data-zone="Asia/Tokyo">' in page
+    start = page.index("<time datetime=")
+    assert page[start : page.index("</time>", start)].endswith(" 03:30 Asia/Tokyo"), page[
+        start : start + 200
+    ]
