@@ -2,7 +2,7 @@
 
 bin/bench                      everything
 bin/bench live pause           some parts: snapshots, pause, live, storage, queue, api, scale,
-                               browse, chains, hosts, load
+                               browse, chains, hosts, load, debian
 bin/bench --repeats 3          fewer repetitions (default 5)
 """
 
@@ -30,6 +30,7 @@ PARTS = (
     "chains",
     "hosts",
     "load",
+    "debian",
 )
 
 
@@ -42,12 +43,34 @@ def main() -> None:
     parts = args.parts or list(PARTS)
 
     setup_django()
-    from bench import api, browse, chains, guests, hosts, live, load, queue_latency, report, scale
+    from bench import (
+        api,
+        browse,
+        chains,
+        debian,
+        guests,
+        hosts,
+        live,
+        load,
+        queue_latency,
+        report,
+        scale,
+    )
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = machine()
     results["date"] = datetime.date.today().isoformat()
-    guest_parts = {"snapshots", "pause", "live", "storage", "api", "scale", "chains", "load"}
+    guest_parts = {
+        "snapshots",
+        "pause",
+        "live",
+        "storage",
+        "api",
+        "scale",
+        "chains",
+        "load",
+        "debian",
+    }
     lab = guests.Lab() if guest_parts & set(parts) else None
     sizes = [int(s) for s in args.sizes.split(",")]
     steps = {
@@ -65,6 +88,7 @@ def main() -> None:
         "chains": ("chains", lambda: chains.chain_retention(lab)),
         "hosts": ("hosts", lambda: hosts.host_seeding(min(args.repeats, 3))),
         "load": ("load", lambda: load.user_actions_under_load(lab)),
+        "debian": ("debian", lambda: debian.debian_guests(lab, min(args.repeats, 2))),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
