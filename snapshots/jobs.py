@@ -33,6 +33,11 @@ from vms.jobs import domain_define, vm_operation_repair, vm_sync_state
 from vms.models import VM, Host, Layer, vm_id_of_lock
 from vms.services import layers_merge_pending
 
+AGENT_UNANSWERED = (
+    "The guest agent did not answer in time, so the file systems were not frozen: the "
+    "snapshot is crash-consistent."
+)
+
 
 def _vm(operation: Operation) -> VM:
     if vm_id_of_lock(operation.lock) is None:
@@ -72,7 +77,10 @@ def snapshot_take_run(operation: Operation) -> dict:
             state=SnapshotState.READY,
         )
         VM.objects.filter(pk=vm.pk).update(current_snapshot=snapshot)
-    return {"snapshot": str(snapshot.pk), "quiesced": quiesced, "memory_bytes": memory_bytes}
+    result = {"snapshot": str(snapshot.pk), "quiesced": quiesced, "memory_bytes": memory_bytes}
+    if operation.params.get("agent_unanswered"):
+        result["consistency"] = AGENT_UNANSWERED
+    return result
 
 
 def memory_free(host: Host, volume: str) -> None:
@@ -135,12 +143,9 @@ def switch_to_new_layer(
                 # The agent did not freeze the file systems in time (it hung, or the guest is
                 # too busy): the snapshot is taken crash-consistent, and says so.
                 quiesced = False
-                operation_report(
-                    operation,
-                    progress=55,
-                    message="The guest agent did not answer in time; freezing the disk "
-                    "crash-consistent",
-                )
+                operation.params = {**operation.params, "agent_unanswered": True}
+                Operation.objects.filter(pk=operation.pk).update(params=operation.params)
+                operation_report(operation, progress=55, message=AGENT_UNANSWERED)
                 vm.host.hypervisor.domain_snapshot_disk(
                     vm.domain_uuid, layers.layer_path(new), quiesce=False
                 )

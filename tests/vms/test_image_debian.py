@@ -97,6 +97,11 @@ def test_a_debian_vm_boots_to_a_shell_named_after_it_with_its_owner_a_sudoer_and
     assert info.hostname == "alice-s-web-1"
     assert vm.ip_address in info.addresses
     assert info.uptime_seconds > 0
+    # An agent that hangs is given up on: the take goes on, crash-consistent, and says so.
+    guest.run(vm, "kill -STOP $(pidof qemu-ga); echo stopped")
+    operation = succeeded(snapshot_take(vm=vm, user=vm.owner, name="agent hung"))
+    assert Snapshot.objects.get(pk=operation.subject_pk).consistency == "crash-consistent"
+    assert "did not answer in time" in operation.result["consistency"]
 
 
 def ssh(vm, key_file, settings, command: str) -> subprocess.CompletedProcess:
