@@ -20,7 +20,7 @@ GIB = 1024**3
 def _ok(operation):
     operation.refresh_from_db()
     if operation.state != "succeeded":
-        raise SystemExit(f"{operation.kind} failed: {operation.error}")
+        raise SystemExit(f"{operation.kind} failed: {operation.error} {operation.detail}")
     return operation
 
 

@@ -66,7 +66,9 @@ def guest_authorized_keys(vm: VM) -> str:
     for key in SshKey.objects.filter(owner=vm.owner_id).order_by("created_at"):
         key_type, _, rest = key.public_key.partition(" ")
         lines.append(f"{key_type} {rest.split(' ', 1)[0]}")
-    return "\n".join(lines) + "\n" if lines else ""
+    # Never empty (libvirt refuses an empty entry): with no key, a comment line, which the
+    # guest drops like any line that is not a key, leaving the account without keys.
+    return "\n".join(lines or ["# no keys"]) + "\n"
 
 
 def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:

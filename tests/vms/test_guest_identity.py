@@ -44,3 +44,18 @@ def test_the_kernel_command_line_tells_the_guest_its_name_owner_and_vm(alice):
     assert words[0] == "console=ttyS0"
     assert {"ks.hostname=web", "ks.user=alice", f"ks.vm={vm.id}"} <= set(words)
     assert f"systemd.machine_id={vm.domain_uuid.hex}" in words
+
+
+def test_a_guest_is_handed_its_owners_keys_as_type_and_data_only(db, alice):
+    from accounts.services import ssh_key_add
+    from tests.factories import vm_row
+    from vms.jobs import guest_authorized_keys
+
+    vm = vm_row(owner=alice)
+    assert guest_authorized_keys(vm) == "# no keys\n"  # never empty: libvirt refuses that
+    key = (
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl "
+        "alice's <laptop>"
+    )
+    ssh_key_add(owner=alice, title="laptop", public_key=key)
+    assert guest_authorized_keys(vm) == key.rsplit(" ", 2)[0] + "\n"
