@@ -154,7 +154,9 @@ def test_invalid_input_is_400_with_field_errors(alice_api, image):
 def test_an_unknown_image_is_400_naming_the_field(alice_api, image):
     response = alice_api.post("/api/vms/", {"name": "x", "image": "nope"}, format="json")
     assert response.status_code == 400
-    assert response.json()["error"]["fields"] == {"image": ["There is no image 'nope'."]}
+    assert response.json()["error"]["fields"] == {
+        "image": ["There is no image 'nope'; GET /api/images/ lists the images offered."]
+    }
 
 
 def test_a_busy_vm_is_409_with_the_running_operation(alice_api, objects):
