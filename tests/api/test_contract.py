@@ -305,3 +305,16 @@ def test_a_number_where_a_name_belongs_is_refused_with_400(alice_api, objects):
     response = alice_api.patch(f"/api/vms/{objects['vm']}/", {"name": 0})
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["name"] == ["Give text (a JSON string)."]
+
+
+def test_a_snapshot_taken_with_an_idempotency_key_is_answered_again_on_a_retry(alice_api, objects):
+    path = f"/api/vms/{objects['vm']}/snapshots/"
+
+    first, again = (
+        alice_api.post(path, {"name": "before"}, format="json", HTTP_IDEMPOTENCY_KEY="take-1")
+        for _ in range(2)
+    )
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert first.json()["snapshot"] is not None
