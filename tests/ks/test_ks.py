@@ -1,11 +1,16 @@
 """The command-line client against a live server: its output, its exit codes, what it sends."""
 
 import json
+import os
+import pty
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from operations.models import Operation, OperationState
+from tests.conftest import ROOT
 from tests.factories import domain_running, image_row, snapshot_row, vm_row
 from tests.ks.conftest import Ks
 from vms.models import VMOperationKind, VMState
@@ -201,3 +206,45 @@ def test_op_wait_of_an_unknown_operation_exits_3(ks, web):
     result = ks("op", "wait", "00000000-0000-0000-0000-000000000000")
 
     assert result.returncode == 3
+
+
+def test_op_wait_draws_a_progress_bar_when_stderr_is_a_terminal(ks_env, alice, web):
+    operation = finished(alice, web, OperationState.SUCCEEDED)
+    terminal, stderr = pty.openpty()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ks", "op", "wait", str(operation.pk)],
+        cwd=ROOT,
+        env=ks_env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        timeout=60,
+    )
+    os.close(stderr)
+    drawn = os.read(terminal, 4096).decode()
+    os.close(terminal)
+
+    assert result.returncode == 0
+    assert drawn.startswith("\r[####################] Create VM: succeeded 100%")
+
+
+def test_a_disk_image_is_uploaded_for_import(ks, web, tmp_path):
+    disk = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+
+    result = ks("snapshot", "import", str(disk), "imported", "--no-wait", "--quiet")
+
+    assert result.returncode == 0, result.stderr
+    operation = Operation.objects.get(pk=result.stdout.strip())
+    assert operation.kind == "transfer.import"
+
+
+def test_a_file_that_is_not_what_it_says_is_refused_with_4_and_the_reason(ks, web, tmp_path):
+    garbage = tmp_path / "disk.qcow2"
+    garbage.write_bytes(b"not a disk image" * 100)
+
+    result = ks("snapshot", "import", str(garbage), "imported", "--format", "qcow2")
+
+    assert result.returncode == 4
+    assert "qcow2" in result.stderr
+    assert "Traceback" not in result.stderr
