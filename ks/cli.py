@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ks.client import FAILED, NOT_FOUND, OK, REFUSED, SERVER, USAGE, Api, ApiError, multipart
 
+INTERRUPTED = 130  # as shells report Ctrl-C
+
 EPILOG = f"""\
 configuration:
   KS_URL and KS_TOKEN (the site's address and an API token), or url and token in
@@ -30,6 +32,7 @@ exit codes:
   {NOT_FOUND}  not found (no such VM, snapshot, operation or image)
   {REFUSED}  refused by the server (4xx other than 404; its message is printed)
   {SERVER}  server or network error
+  {INTERRUPTED}  interrupted (an operation already started goes on)
 """
 
 POLL_SECONDS = float(os.environ.get("KS_POLL_SECONDS", "1"))
@@ -453,5 +456,5 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "ks: interrupted; an operation already started goes on (`ks op wait`).", file=sys.stderr
         )
-        return SERVER
+        return INTERRUPTED
     return OK

@@ -6,6 +6,10 @@ from operations.models import HOUSEKEEPING_SUFFIX, Operation, lock_of
 from vms.models import VM, Image
 from vms.services import CONSOLE_LINE_MAX, GIB, NAME_MAX
 
+IMAGES_LIST = "/api/images/"
+IMAGE_SLUG_MAX = 64
+IMAGE_SLUG_HELP = f"An image's slug; see GET {IMAGES_LIST}."
+
 
 class ImageSerializer(serializers.ModelSerializer):
     min_disk_gib = serializers.SerializerMethodField()
@@ -20,7 +24,9 @@ class ImageSerializer(serializers.ModelSerializer):
 
 
 class VMSerializer(serializers.ModelSerializer):
-    image = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    image = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, help_text=IMAGE_SLUG_HELP
+    )
     disk_gib = serializers.SerializerMethodField()
     current_snapshot = serializers.UUIDField(
         source="current_snapshot_id", read_only=True, allow_null=True
@@ -98,17 +104,13 @@ class VMSerializer(serializers.ModelSerializer):
         return self.context["housekeeping"].get(vm.lock)
 
 
-IMAGES_LIST = "/api/images/"
-IMAGE_SLUG_MAX = 64
-
-
 class ImageSlugField(serializers.SlugField):
     """The slug of an image offered for new VMs. Images are rows an admin adds, so the schema
     gives the slug's shape and points at the list; it never lists them, and so reads the same
     whatever the database holds."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("help_text", f"An image's slug; see GET {IMAGES_LIST}.")
+        kwargs.setdefault("help_text", IMAGE_SLUG_HELP)
         super().__init__(max_length=IMAGE_SLUG_MAX, **kwargs)
 
     def run_validation(self, data=serializers.empty):
