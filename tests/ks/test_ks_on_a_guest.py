@@ -1,5 +1,8 @@
 """The README's script, on a real guest: take a snapshot before a risky change, undo it."""
 
+import json
+import subprocess
+
 import pytest
 
 from tests import guest
@@ -8,7 +11,11 @@ from vms.models import VM
 pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
 
 
-def test_a_snapshot_taken_before_a_change_undoes_it_and_a_refusal_exits_4(ks, worker, image, alice):
+def test_a_snapshot_taken_before_a_change_undoes_it_and_a_refusal_exits_4(
+    ks, worker, image, alice, tmp_path
+):
+    """One guest for all of it (boots are slow): the README's script by hand, the snapshot
+    downloaded as a qcow2 file, and a refusal."""
     created = ks("vm", "create", "web", "--image", image.slug, timeout=300)
     assert created.returncode == 0, created.stderr + worker.output()[-3000:]
     assert created.stdout.splitlines()[1].split()[1:3] == ["web", "running"]
@@ -24,6 +31,15 @@ def test_a_snapshot_taken_before_a_change_undoes_it_and_a_refusal_exits_4(ks, wo
     assert restored.returncode == 0, restored.stderr
     guest.wait_for_boot(vm, boots=2)
     assert guest.run(vm, "test -e /root/upgraded || echo gone") == "gone"
+
+    exported = ks("snapshot", "export", taken.stdout.strip(), "-o", str(tmp_path / "web.qcow2"))
+    assert exported.returncode == 0, exported.stderr
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(tmp_path / "web.qcow2")],
+        capture_output=True,
+        check=True,
+    )
+    assert json.loads(info.stdout)["format"] == "qcow2"
 
     stopped = ks("vm", "stop", "web", "--force", timeout=300)
     assert stopped.returncode == 0, stopped.stderr
