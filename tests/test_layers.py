@@ -1,5 +1,6 @@
 """The contracts in `.importlinter`: the apps depend on each other in one direction, and the disk
-reader (`diskread`) is a library that imports no Django and no app."""
+reader (`diskread`) is a library that imports no Django and no app, and the command-line client
+(`ks`) speaks to the service over HTTP only."""
 
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ PACKAGES = [
     "transfers",
     "terminal",
     "diskread",
+    "ks",
 ]
 
 
@@ -36,7 +38,7 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
 def test_the_contracts_hold():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 3 kept, 0 broken." in result.stdout
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
 
 
 def copy_of_the_code(tmp_path: Path) -> Path:
@@ -156,3 +158,14 @@ def test_a_relation_up_the_layers_is_found():
             app_label = "operations"
 
     assert upward_links([Upward]) == ["operations.Upward.vm -> vms.VM"]
+
+
+@pytest.mark.parametrize("module", ["django.conf", "vms.models"])
+def test_the_command_line_client_importing_django_or_an_app_breaks_its_contract(tmp_path, module):
+    code = copy_of_the_code(tmp_path)
+    (code / "ks" / "adapted.py").write_text(f"import {module}  # noqa\n")
+
+    result = lint_imports(code)
+
+    assert result.returncode != 0
+    assert f"ks is not allowed to import {module.split('.')[0]}" in result.stdout

@@ -64,7 +64,8 @@ def export_file_response(export: Export) -> FileResponse:
         handle,
         as_attachment=True,
         filename=export.download_name,
-        content_type="application/x-qemu-disk",
+        # Generic bytes: what generated clients know to save as a file (the name says qcow2).
+        content_type="application/octet-stream",
     )
     response["Content-Length"] = str(export.path.stat().st_size)
     return response

@@ -22,7 +22,8 @@ def subject_snapshot_id(operation: Operation) -> str | None:
         return None
     if (subject_type.app_label, subject_type.model) != SNAPSHOT_MODEL:
         return None
-    return operation.subject_id
+    # A string even on an operation just made, whose subject_id is still the snapshot's UUID.
+    return str(operation.subject_id)
 
 
 class OperationSerializer(serializers.ModelSerializer):

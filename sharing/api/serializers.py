@@ -4,6 +4,7 @@ from core.api.common import FullMatchValidator, StrictCharField
 from sharing.models import Invitation, Share
 from sharing.services import USERNAME_MAX
 from snapshots.models import Snapshot
+from vms.api.serializers import IMAGE_SLUG_HELP
 
 CODE_PATTERN = "^[A-Za-z0-9_-]+$"
 
@@ -71,7 +72,9 @@ class RedeemSerializer(serializers.Serializer):
 
 class SharedSnapshotSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
-    image = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    image = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, help_text=IMAGE_SLUG_HELP
+    )
     shared_at = serializers.DateTimeField(read_only=True)
 
     class Meta:

@@ -3,6 +3,7 @@ from rest_framework import serializers
 from accounts.models import Plan
 from core.api.common import NameField, TextField
 from snapshots.models import Snapshot
+from vms.api.serializers import IMAGE_SLUG_HELP
 from vms.models import VM
 from vms.services import NAME_MAX
 
@@ -10,7 +11,9 @@ from vms.services import NAME_MAX
 class SnapshotSerializer(serializers.ModelSerializer):
     vm = serializers.UUIDField(source="source_vm_id", read_only=True, allow_null=True)
     vm_name = serializers.CharField(source="source_vm_name", read_only=True)
-    image = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    image = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, help_text=IMAGE_SLUG_HELP
+    )
     parent = serializers.UUIDField(source="parent_id", read_only=True, allow_null=True)
     kind_label = serializers.CharField(
         read_only=True, help_text='The kind in words, as pages show it ("" for one taken by hand).'

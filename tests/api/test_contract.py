@@ -154,7 +154,9 @@ def test_invalid_input_is_400_with_field_errors(alice_api, image):
 def test_an_unknown_image_is_400_naming_the_field(alice_api, image):
     response = alice_api.post("/api/vms/", {"name": "x", "image": "nope"}, format="json")
     assert response.status_code == 400
-    assert response.json()["error"]["fields"] == {"image": ["There is no image 'nope'."]}
+    assert response.json()["error"]["fields"] == {
+        "image": ["There is no image 'nope'; GET /api/images/ lists the images offered."]
+    }
 
 
 def test_a_busy_vm_is_409_with_the_running_operation(alice_api, objects):
@@ -303,3 +305,16 @@ def test_a_number_where_a_name_belongs_is_refused_with_400(alice_api, objects):
     response = alice_api.patch(f"/api/vms/{objects['vm']}/", {"name": 0})
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["name"] == ["Give text (a JSON string)."]
+
+
+def test_a_snapshot_taken_with_an_idempotency_key_is_answered_again_on_a_retry(alice_api, objects):
+    path = f"/api/vms/{objects['vm']}/snapshots/"
+
+    first, again = (
+        alice_api.post(path, {"name": "before"}, format="json", HTTP_IDEMPOTENCY_KEY="take-1")
+        for _ in range(2)
+    )
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert first.json()["snapshot"] is not None

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from snapshots.models import Snapshot
 from transfers.disk_images import FORMATS
 from transfers.models import Export
-from vms.models import Image
+from vms.api.serializers import IMAGES_LIST, ImageSlugField
 
 
 class ExportSerializer(serializers.ModelSerializer):
@@ -52,10 +52,8 @@ class SnapshotImportSerializer(serializers.Serializer):
     description = serializers.CharField(
         max_length=Snapshot.DESCRIPTION_MAX, required=False, allow_blank=True, default=""
     )
-    image = serializers.SlugRelatedField(
-        slug_field="slug",
-        queryset=Image.objects.filter(is_public=True),
+    image = ImageSlugField(
         required=False,
-        help_text="The image whose kernel the disk boots with (its slug); the busybox one "
-        "unless given.",
+        help_text="The image whose kernel the disk boots with: an image's slug; see GET "
+        f"{IMAGES_LIST}. The busybox one unless given.",
     )

@@ -1,7 +1,12 @@
 from pathlib import Path
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
@@ -41,12 +46,32 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return get_owned_or_404(self.get_queryset(), self.kwargs["pk"])
 
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "Content-Disposition",
+                str,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description='`attachment; filename="<snapshot>.qcow2"`: the name to save the '
+                "file under.",
+            ),
+            OpenApiParameter(
+                "Content-Length",
+                int,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description="Its size in bytes.",
+            ),
+        ],
         responses={
-            (200, "application/x-qemu-disk"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The qcow2 file, streamed."
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The snapshot's whole disk as one compressed, self-contained qcow2 "
+                "file, streamed; save it as it comes (`qemu-img info` reads it, the import takes "
+                "it back).",
             ),
             **ERRORS_READ,
-        }
+        },
     )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):

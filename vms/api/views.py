@@ -68,7 +68,7 @@ class VMViewSet(
         operation = services.vm_create(
             owner=request.user,
             name=data["name"],
-            image=services.image_for_new_vm(data["image"]),
+            image=data["image"],
             vcpus=data["vcpus"],
             memory_mib=data["memory_mib"],
             disk_gib=data["disk_gib"],

@@ -1,0 +1,3 @@
+from ks.cli import main
+
+raise SystemExit(main())
