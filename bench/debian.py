@@ -107,7 +107,8 @@ def _pauses(lab: Lab, vm, repeats: int = 3) -> dict:
         time.sleep(2)
         taken = _ok(snapshot_take(vm=vm, user=lab.user, name=name))
         time.sleep(2)
-        return int(lab.run(vm, MAX_GAP)), Snapshot.objects.get(pk=taken.subject_pk).quiesced
+        gap = int(lab.run(vm, MAX_GAP).split()[0])  # bash adds the job's end after it
+        return gap, Snapshot.objects.get(pk=taken.subject_pk).quiesced
 
     frozen, plain = [], []
     for i in range(repeats):
