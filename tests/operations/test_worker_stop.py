@@ -49,6 +49,8 @@ def service(tmp_path):
         STORAGE_POOL=pool,
         QUEUE_NAME=pool,
         PORT=str(port),
+        TERMINAL_PORT=str(free_port()),
+        IMAGES="busybox",  # the Debian image's first build is not what these tests are about
     )
     log = open(tmp_path / "run.log", "w+b")  # noqa: SIM115
     process = subprocess.Popen(
