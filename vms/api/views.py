@@ -52,7 +52,7 @@ class VMViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema is being generated
             return VM.objects.none()
-        queryset = VM.objects.owned_by(self.request.user).select_related("image", "host")
+        queryset = VM.objects.owned_by(self.request.user).select_related("image", "host", "owner")
         if state := STATE.read(self.request):
             queryset = queryset.filter(state=state)
         return queryset

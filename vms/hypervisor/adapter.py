@@ -159,6 +159,8 @@ CONNECT_TIMEOUT = 3.0
 AGENT_RESPONSE_SECONDS = 5
 # What a page asks of an agent must not keep the page waiting.
 AGENT_INFO_SECONDS = 2
+# At most this many interfaces, addresses of each, and addresses in all, from a guest's agent.
+GUEST_INFO_ITEMS = 8
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
 _DEFAULT_PORTS = {"tcp": 16509, "tls": 16514, "ssh": 22, "libssh": 22, "libssh2": 22}
@@ -753,17 +755,18 @@ class Hypervisor:
                 )
             except libvirt.libvirtError:
                 return None
+            # What the guest's agent says is the guest's to choose: kept to a few short fields.
             addresses = []
-            for i in range(int(info.get("if.count", 0))):
-                for j in range(int(info.get(f"if.{i}.addr.count", 0))):
+            for i in range(min(int(info.get("if.count", 0)), GUEST_INFO_ITEMS)):
+                for j in range(min(int(info.get(f"if.{i}.addr.count", 0)), GUEST_INFO_ITEMS)):
                     kind = info.get(f"if.{i}.addr.{j}.type")
                     address = info.get(f"if.{i}.addr.{j}.addr", "")
                     if kind == "ipv4" and address and not address.startswith("127."):
-                        addresses.append(address)
+                        addresses.append(str(address)[:15])
             return GuestInfo(
-                os_name=str(info.get("os.pretty-name") or info.get("os.name") or ""),
-                hostname=str(info.get("hostname", "")),
-                addresses=tuple(addresses),
+                os_name=str(info.get("os.pretty-name") or info.get("os.name") or "")[:100],
+                hostname=str(info.get("hostname", ""))[:64],
+                addresses=tuple(addresses[:GUEST_INFO_ITEMS]),
                 uptime_seconds=_agent_uptime(dom),
             )
 
