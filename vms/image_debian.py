@@ -15,14 +15,25 @@ come the same way through QEMU's fw_cfg: the cloud kernel has the module (qemu_f
 its entries under /sys/firmware/qemu_fw_cfg.
 
 A build is kept in a cache folder named for a hash of the recipe: the same recipe is built once.
+
+mmdebstrap's root mode bind-mounts the machine's /dev/shm, /dev/pts, /proc and /sys into the
+folder while packages install. It runs in a mount namespace of its own, so those mounts vanish
+with it however it ends: a build killed half-way (Ctrl-C of `bin/run`, a dead worker) leaves no
+mount of the machine's behind for a later removal of the folder to reach through. Folders are
+removed without leaving their file system all the same, and a build's folder left by a killed
+build is removed by the next build.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +46,8 @@ from vms.image_build import (
     tool_env,
     write_file,
 )
+
+log = logging.getLogger(__name__)
 
 SUITE = "bookworm"
 OS_NAME = "Debian 12 (bookworm)"
@@ -265,19 +278,20 @@ def build_cached(cache_dir: Path) -> tuple[GuestImageFiles, dict]:
         files, info = found
         return files, {**info, "cached": True}
     cache_dir.mkdir(parents=True, exist_ok=True)
+    sweep_stale_builds(cache_dir)
     # Built beside its final place and renamed into it, so that two builds at once (two test
     # runs) never leave a half-made image under the final name.
-    with tempfile.TemporaryDirectory(prefix=".building-", dir=cache_dir) as tmp:
+    with building_folder(cache_dir) as tmp:
         started = time.monotonic()
-        files = build(Path(tmp) / "out")
+        files = build(tmp / "out")
         info = {
             "kernel_version": files.kernel_version,
             "virtual_size": files.virtual_size,
             "seconds": round(time.monotonic() - started, 1),
         }
-        (Path(tmp) / "out" / BUILD_INFO).write_text(json.dumps(info))
+        (tmp / "out" / BUILD_INFO).write_text(json.dumps(info))
         try:
-            os.rename(Path(tmp) / "out", cache_dir / f"debian-12-{key}")
+            os.rename(tmp / "out", cache_dir / f"debian-12-{key}")
         except OSError:
             if cached(cache_dir, key) is None:  # not another build finishing first
                 raise
@@ -285,11 +299,88 @@ def build_cached(cache_dir: Path) -> tuple[GuestImageFiles, dict]:
     return files, {**info, "cached": False}
 
 
+BUILDING_PREFIX = ".building-"
+# A build's folder younger than this is never taken for a dead build's, even before its lock.
+STALE_AFTER_SECONDS = 60
+
+
+@contextlib.contextmanager
+def building_folder(cache_dir: Path):
+    """A folder in `cache_dir` for one build, locked while the build runs (so that another
+    build can tell it from a dead one's) and removed afterwards, whatever the build's end."""
+    folder = Path(tempfile.mkdtemp(prefix=BUILDING_PREFIX, dir=cache_dir))
+    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield folder
+    finally:
+        try:
+            remove_tree(folder)
+        finally:
+            os.close(handle)
+
+
+def sweep_stale_builds(cache_dir: Path) -> list[Path]:
+    """Remove the folders of builds that died (killed before they could clean up): those no
+    build holds locked, and older than a minute. Returns what was removed."""
+    removed = []
+    for folder in sorted(cache_dir.glob(BUILDING_PREFIX + "*")):
+        try:
+            if time.time() - folder.lstat().st_mtime < STALE_AFTER_SECONDS:
+                continue
+            handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a build under way
+        else:
+            remove_tree(folder)
+            removed.append(folder)
+            log.info("Removed a dead build's folder %s", folder)
+        finally:
+            os.close(handle)
+    return removed
+
+
+def mounts_under(path: Path) -> list[Path]:
+    """The mount points at or below `path` in this process's mount namespace, deepest first."""
+    root = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            # The fifth field is the mount point (space, tab, newline, backslash octal-escaped).
+            point = line.split()[4]
+            point = point.encode().decode("unicode_escape").encode("latin-1").decode()
+            if point == root or point.startswith(root.rstrip("/") + "/"):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a build's folder without ever reaching outside its own file system: a mount left
+    inside it (by an older build killed half-way) is detached first, never emptied, and the
+    removal does not descend into another file system in any case."""
+    if not os.path.lexists(path):
+        return
+    for point in mounts_under(path):
+        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
+    if mounts_under(path):
+        log.warning("Left %s in place: something is still mounted inside it", path)
+        return
+    result = subprocess.run(
+        ["rm", "-rf", "--one-file-system", "--", path], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        log.warning("Could not remove all of %s: %s", path, result.stderr.strip())
+
+
 def _require_tools() -> None:
-    for tool in ("mmdebstrap", "mkfs.ext4", "qemu-img"):
+    for tool in ("mmdebstrap", "mkfs.ext4", "qemu-img", "unshare"):
         if shutil.which(tool, path=tool_env()["PATH"]) is None:
             raise ImageBuildError(
-                f"{tool} is missing: install mmdebstrap, e2fsprogs and qemu-utils."
+                f"{tool} is missing: install mmdebstrap, e2fsprogs, qemu-utils and util-linux."
             )
     if os.geteuid() != 0:
         raise ImageBuildError("Building the Debian image needs root (mmdebstrap's root mode).")
@@ -301,8 +392,15 @@ def make_root_folder(root: Path) -> str:
     if not sources:
         raise ImageBuildError("This machine has no apt sources to unpack Debian from.")
     # Each file is pasted into the image's apt sources as it is (one-line or deb822 style).
+    # In a mount namespace of its own: its bind mounts of the machine's /dev/shm, /proc and /sys
+    # go with it, even when it is killed before it can undo them.
     run_tool(
         [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
             "mmdebstrap",
             "--quiet",
             "--variant=apt",
@@ -332,15 +430,15 @@ def build(work_dir: Path) -> GuestImageFiles:
     """Build the Debian guest's kernel, initrd and qcow2 root disk in `work_dir`."""
     _require_tools()
     work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        root = Path(tmp) / "root"
+    with building_folder(work_dir) as tmp:
+        root = tmp / "root"
         release = make_root_folder(root)
         initrd = root / "boot" / f"initrd.img-{release}"
         if not initrd.exists():
             raise ImageBuildError(f"The Debian tree has no initrd for its kernel {release}.")
         shutil.copyfile(root / "boot" / f"vmlinuz-{release}", work_dir / "vmlinuz")
         shutil.copyfile(initrd, work_dir / "initrd.img")
-        raw = Path(tmp) / "root.raw"
+        raw = tmp / "root.raw"
         with open(raw, "wb") as handle:
             handle.truncate(ROOT_FS_BYTES)
         run_tool(["mkfs.ext4", "-q", "-F", "-L", "ksroot", "-d", root, raw])

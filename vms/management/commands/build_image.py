@@ -1,3 +1,5 @@
+import signal
+
 from django.core.management.base import BaseCommand, CommandError
 
 from vms import hypervisor
@@ -32,6 +34,9 @@ class Command(BaseCommand):
         if existing and not force:
             self.stdout.write(f"Image {existing.slug!r} is registered ({existing.name}).")
             return
+        # Stopped (bin/run's Ctrl-C sends SIGTERM), a build ends like on an error: its tools
+        # are stopped and its folder removed, instead of the process vanishing mid-way.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             host = host_ensure_default()
             if kind == "debian":
@@ -42,4 +47,10 @@ class Command(BaseCommand):
                 image = image_build_busybox(host=host)
         except (ImageBuildError, hypervisor.HypervisorError) as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         self.stdout.write(self.style.SUCCESS(f"Built and registered image {image.slug!r}."))
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
