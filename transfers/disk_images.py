@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import struct
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,29 +290,52 @@ def chain_spec(paths: list[str]) -> str:
     return "json:" + json.dumps(spec)
 
 
-def export_chain(paths: list[str], target: Path) -> None:
-    """Flatten a chain of the service's own layers into one compressed, self-contained qcow2."""
-    result = subprocess.run(
-        [
-            "qemu-img",
-            "convert",
-            "-f",
-            "qcow2",
-            "-O",
-            "qcow2",
-            "-c",
-            "-o",
-            "compression_type=zstd",
-            chain_spec(paths),
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
+# `qemu-img convert -p` redraws one line, "    (12.34/100%)", ending each with a carriage return.
+PROGRESS = re.compile(rb"\((\d{1,3}(?:\.\d+)?)/100%\)")
+
+
+def percents_in(output: bytes) -> list[float]:
+    """The percentages `qemu-img -p` output states, in order (what is not one is ignored)."""
+    return [min(100.0, float(found)) for found in PROGRESS.findall(output)]
+
+
+def export_chain(paths: list[str], target: Path, *, on_progress=None) -> None:
+    """Flatten a chain of the service's own layers into one compressed, self-contained qcow2.
+    `on_progress(fraction)` hears how far the conversion is, at each whole percent it passes."""
+    argv = ["qemu-img", "convert", "-p", "-f", "qcow2", "-O", "qcow2", "-c"]
+    argv += ["-o", "compression_type=zstd", chain_spec(paths), str(target)]
+    said = -1
+
+    def heard(output: bytes) -> None:
+        nonlocal said
+        for percent in percents_in(output):
+            if on_progress and int(percent) > said:
+                said = int(percent)
+                on_progress(percent / 100)
+
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
+        pending = b""
+        try:
+            while chunk := process.stdout.read1(4096):
+                # Only whole redraws are read; a partial one waits for the rest of its line.
+                whole, _, pending = (pending + chunk).rpartition(b"\r")
+                heard(whole)
+                pending = pending[-256:]
+            heard(pending)  # the last redraw may end the output without a carriage return
+        except BaseException:
+            process.kill()  # a report that failed (or a stop) ends the conversion too
+            process.wait()
+            target.unlink(missing_ok=True)
+            raise
+        finally:
+            process.stdout.close()
+            returncode = process.wait()
+        errors.seek(0)
+        stderr = errors.read(64 * 1024).decode(errors="replace").strip()
+    if returncode != 0:
         target.unlink(missing_ok=True)
-        raise RuntimeError(f"qemu-img convert failed: {result.stderr.strip()}")
+        raise RuntimeError(f"qemu-img convert failed: {stderr}")
 
 
 def virtual_size(path: Path) -> int:

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import OperationFailed
+from core.sizes import size_text
 from operations.models import Operation
 from operations.services import operation_report
 from snapshots.browse import layer_file, snapshot_chain
@@ -42,12 +43,20 @@ def export_run(operation: Operation) -> dict:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         part = export.path.with_suffix(".part")
         try:
-            disk_images.export_chain([str(layer_file(layer)) for layer in chain], part)
+            disk_images.export_chain(
+                [str(layer_file(layer)) for layer in chain],
+                part,
+                on_progress=lambda done: operation_report(
+                    operation,
+                    progress=10 + int(78 * done),
+                    message=f"Writing the disk into one file: {int(done * 100)}%",
+                ),
+            )
         except RuntimeError as exc:
             raise OperationFailed(f"The export could not be written: {exc}") from None
         part.replace(export.path)
-        operation_report(operation, progress=90, message="Ready for download")
         size = export.path.stat().st_size
+        operation_report(operation, progress=90, message=f"Ready for download ({size_text(size)})")
         now = timezone.now()
         Export.objects.filter(pk=export.pk).update(
             state=ExportState.READY,

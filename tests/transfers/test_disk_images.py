@@ -52,3 +52,34 @@ def test_a_reader_may_write_no_file(tmp_path):
 
     assert result.returncode != 0
     assert target.stat().st_size == 0
+
+
+def test_qemu_imgs_progress_redraws_are_read_as_percentages():
+    output = b"    (0.00/100%)\r    (1.06/100%)\r    (100.00/100%)\r\n"
+
+    assert disk_images.percents_in(output) == [0.0, 1.06, 100.0]
+    assert disk_images.percents_in(b"(250/100%) (12/100) nothing") == [100.0]
+
+
+def test_an_export_says_how_far_it_is_at_each_whole_percent(tmp_path):
+    disk = compressed_qcow2(tmp_path / "disk.qcow2", "64M")
+    heard = []
+
+    disk_images.export_chain([str(disk)], tmp_path / "export.qcow2", on_progress=heard.append)
+
+    assert heard == sorted(set(heard))  # each once, never backwards
+    assert len(heard) > 10
+    assert heard[-1] == 1.0
+    assert (tmp_path / "export.qcow2").read_bytes()[:4] == b"QFI\xfb"
+
+
+def test_an_export_whose_report_fails_stops_and_leaves_no_file(tmp_path):
+    disk = compressed_qcow2(tmp_path / "disk.qcow2", "64M")
+
+    def fail(done):
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        disk_images.export_chain([str(disk)], tmp_path / "export.qcow2", on_progress=fail)
+
+    assert not (tmp_path / "export.qcow2").exists()
