@@ -4,8 +4,9 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -167,4 +168,7 @@ def _snapshot_import(request, handler):
         f"The image is uploaded; {data['name']!r} is checked and added to your snapshots in the "
         "background, and is refused with the reason if it does not pass.",
     )
+    if request.headers.get("X-Upload-Progress"):
+        # The page's own upload (with its progress bar) goes on to the list itself.
+        return JsonResponse({"location": reverse("snapshot_list")})
     return redirect("snapshot_list")

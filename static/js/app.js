@@ -56,3 +56,61 @@ function addLocalTimes() {
 }
 document.addEventListener("DOMContentLoaded", addLocalTimes);
 document.addEventListener("htmx:afterSwap", addLocalTimes);
+
+// An upload form (`data-upload-progress`) sends its file with a progress bar: how much of the
+// file has gone, then "checking". Without JavaScript the form posts as any other.
+function sizeText(bytes) {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-upload-progress]");
+  if (!form || !window.FormData || !window.DOMParser) return;
+  event.preventDefault();
+  const status = form.querySelector("[data-upload-status]");
+  const bar = status.querySelector(".progress > span");
+  const text = status.querySelector("[data-upload-text]");
+  const button = form.querySelector("button[type=submit]");
+  const say = (words, fraction) => {
+    status.hidden = false;
+    text.textContent = words;
+    bar.style.width = `${Math.round(fraction * 100)}%`;
+  };
+  const request = new XMLHttpRequest();
+  request.open("POST", form.action || window.location.href);
+  request.setRequestHeader("X-Upload-Progress", "1");
+  request.upload.addEventListener("progress", (progress) => {
+    if (!progress.lengthComputable) return;
+    const fraction = progress.loaded / progress.total;
+    say(
+      `Uploading: ${Math.floor(fraction * 100)}% (${sizeText(progress.loaded)} of ${sizeText(progress.total)})`,
+      fraction,
+    );
+  });
+  request.upload.addEventListener("load", () => say("Uploaded; the file is being checked…", 1));
+  request.addEventListener("load", () => {
+    if (request.status === 200) {
+      window.location.assign(JSON.parse(request.responseText).location);
+      return;
+    }
+    // Refused: the page the server answered with, in place of this one (its form says why).
+    const answered = new DOMParser().parseFromString(request.responseText, "text/html");
+    const main = document.querySelector("main");
+    const replacement = answered.querySelector("main");
+    if (main && replacement) main.replaceWith(replacement);
+    else say("The upload was refused; reload the page and try again.", 0);
+  });
+  request.addEventListener("error", () => {
+    say("The upload was interrupted; check the connection and try again.", 0);
+    button.disabled = false;
+  });
+  button.disabled = true;
+  request.send(new FormData(form));
+});
