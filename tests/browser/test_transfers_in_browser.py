@@ -85,7 +85,7 @@ def test_a_refused_upload_shows_the_reason_on_the_page(page, alice, image, tmp_p
     expect(page).to_have_url(re.compile(r"/snapshots/import/$"))
 
 
-def test_an_export_is_made_with_its_progress_and_downloaded_as_a_qcow2(
+def test_an_export_is_made_and_downloaded_as_the_same_disk(
     page, alice, image, live_worker, disk_file, tmp_path
 ):
     response = upload(client_of(alice), disk_file, name="class base")
