@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from pathlib import PurePosixPath
 
 from django.conf import settings
 
 from core.errors import InvalidState, OperationFailed
+from core.sizes import size_text
 from operations.failpoints import failpoint, failpoint_until
 from operations.models import Operation
 from operations.services import Yielded, housekeeping_should_yield, operation_report
@@ -148,6 +150,28 @@ def vm_create_run(operation: Operation) -> dict:
     return {"vm": str(vm.id)}
 
 
+# A copy's progress is written to its operation at most this often (and when it ends).
+COPY_REPORT_SECONDS = 0.5
+
+
+def copy_reporter(operation: Operation, *, start: int, span: int, message: str):
+    """A progress callback for a copy, `report(fraction, detail)`: the operation's bar moves
+    from `start` over `span` points, its message reads "<message>: <detail>"."""
+    last = 0.0
+
+    def report(fraction: float, detail: str) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if fraction < 1 and now - last < COPY_REPORT_SECONDS:
+            return
+        last = now
+        operation_report(
+            operation, progress=start + int(span * fraction), message=f"{message}: {detail}"
+        )
+
+    return report
+
+
 def disk_to_host(vm: VM, operation: Operation, layer: Layer) -> None:
     """Copy the layers `layer` builds on, and the image's kernel and initrd, to the VM's host
     where it lacks them (streamed from a host that has them)."""
@@ -156,11 +180,7 @@ def disk_to_host(vm: VM, operation: Operation, layer: Layer) -> None:
         message = f"Copying the disk to host {host.name}"
         operation_report(operation, progress=10, message=message)
         layers.layer_chain_seed(
-            layer,
-            host,
-            on_progress=lambda done: operation_report(
-                operation, progress=10 + int(25 * done), message=message
-            ),
+            layer, host, on_progress=copy_reporter(operation, start=10, span=25, message=message)
         )
     image = vm.image
     layers.volumes_seed(image.host, host, [image.kernel_volume, image.initrd_volume])
@@ -374,9 +394,17 @@ def vm_move_run(operation: Operation) -> dict:
         else:
             image = vm.image
             layers.volumes_seed(image.host, vm.host, [image.kernel_volume, image.initrd_volume])
-        operation_report(operation, progress=40, message="Copying the VM's own disk layer")
+        message = "Copying the VM's own disk layer"
+        operation_report(operation, progress=40, message=message)
+        report = copy_reporter(operation, start=40, span=35, message=message)
         source.hypervisor.volume_transfer(
-            source.pool_name, vm.host.hypervisor, vm.host.pool_name, layer.volume_name
+            source.pool_name,
+            vm.host.hypervisor,
+            vm.host.pool_name,
+            layer.volume_name,
+            on_bytes=lambda done, total: report(
+                done / total if total else 1.0, f"{size_text(done)} of {size_text(total)}"
+            ),
         )
         failpoint("vm.move.copied")
         Layer.objects.filter(pk=layer.pk).update(host=vm.host)

@@ -19,6 +19,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from core.errors import InvalidState
+from core.sizes import size_text
 from snapshots.models import Snapshot
 from vms import hypervisor
 from vms.models import VM, Host, Layer, LayerCopy, LayerCopyState, LayerState
@@ -400,21 +401,31 @@ COPY_POLL_SECONDS = 0.5
 def layer_chain_seed(layer: Layer, host: Host, *, on_progress=None) -> int:
     """Make `host` hold the layer and every layer under it: each missing one is streamed from a
     host that holds it, through libvirt (sparse, no temporary file), into the same path of
-    `host`'s pool. Returns the number of layers copied.
+    `host`'s pool. Returns the number of layers copied. `on_progress(fraction, detail)` hears
+    how far it is, `detail` in words ("layer 2 of 3: 12 MiB of 40 MiB").
 
     Several workers seeding the same layer to the same host copy it once: the others wait.
     """
     chain = layer_chain(layer)
     copied = 0
     for index, part in enumerate(chain):
+        counted = f"layer {index + 1} of {len(chain)}"
+
+        def streamed(done: int, total: int, index=index, counted=counted) -> None:
+            share = done / total if total else 1.0
+            on_progress(
+                (index + share) / len(chain),
+                f"{counted}: {size_text(done)} of {size_text(total)}",
+            )
+
         if on_progress:
-            on_progress(index / len(chain))
-        if _layer_copy(part, host):
+            on_progress(index / len(chain), counted)
+        if _layer_copy(part, host, on_bytes=streamed if on_progress else None):
             copied += 1
     return copied
 
 
-def _layer_copy(layer: Layer, host: Host) -> bool:
+def _layer_copy(layer: Layer, host: Host, *, on_bytes=None) -> bool:
     """Copy one layer to `host` unless it is there. True when this call copied it."""
     if layer.host_id == host.pk:
         return False
@@ -440,7 +451,7 @@ def _layer_copy(layer: Layer, host: Host) -> bool:
     try:
         source = _reachable_holder(layer, exclude=host)
         source.hypervisor.volume_transfer(
-            source.pool_name, host.hypervisor, host.pool_name, layer.volume_name
+            source.pool_name, host.hypervisor, host.pool_name, layer.volume_name, on_bytes=on_bytes
         )
     except BaseException:
         LayerCopy.objects.filter(pk=copy.pk, state=LayerCopyState.COPYING).delete()

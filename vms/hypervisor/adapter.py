@@ -441,9 +441,11 @@ class Hypervisor:
         name: str,
         *,
         sparse: bool = True,
+        on_bytes=None,
     ) -> VolumeInfo:
         """Copy a volume from this host's pool into another host's, under the same name, as it
-        is (a qcow2 layer keeps its header, so its backing path too).
+        is (a qcow2 layer keeps its header, so its backing path too). `on_bytes(done, total)`
+        hears how far into the file the copy is (holes count as gone) after each piece.
 
         The file streams from libvirt to libvirt through this process, holes as holes (sparse
         streams): nothing is written to a temporary file, and unallocated space is not sent
@@ -471,18 +473,24 @@ class Hypervisor:
             try:
                 source.download(down, 0, 0, down_flags)
                 copy.upload(up, 0, 0, up_flags)
+                done = 0
                 while True:
                     data = down.recvFlags(TRANSFER_CHUNK, recv_flags)
                     if data == -3:
-                        up.sendHole(down.recvHole(0), 0)
-                        continue
-                    if isinstance(data, int):
+                        hole = down.recvHole(0)
+                        up.sendHole(hole, 0)
+                        done += hole
+                    elif isinstance(data, int):
                         raise HypervisorError(f"Reading {name} from {self.uri} failed.")
-                    if not data:
+                    elif not data:
                         break
-                    sent = 0
-                    while sent < len(data):
-                        sent += up.send(data[sent:])
+                    else:
+                        sent = 0
+                        while sent < len(data):
+                            sent += up.send(data[sent:])
+                        done += sent
+                    if on_bytes:
+                        on_bytes(min(done, physical), physical)
                 down.finish()
                 up.finish()
             except BaseException:

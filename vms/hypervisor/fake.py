@@ -279,11 +279,15 @@ class FakeHypervisor:
         name: str,
         *,
         sparse: bool = True,
+        on_bytes=None,
     ) -> VolumeInfo:
         self._call("volume_transfer")
         target._call("volume_transfer")
         source = self._volume(source_pool, name)
         pool = target._pool(target_pool)
+        if on_bytes:  # in two halves, as a stream's pieces
+            on_bytes(source.allocation // 2, source.allocation)
+            on_bytes(source.allocation, source.allocation)
         pool.volumes[name] = copy.deepcopy(source)
         return target._info(target_pool, pool.volumes[name])
 
