@@ -201,6 +201,29 @@ def operation_report(operation: Operation, *, progress: int, message: str) -> No
     )
 
 
+# A long copy's progress is written to its operation at most this often (and when it ends).
+REPORT_SECONDS = 0.5
+
+
+def operation_reporter(operation: Operation, *, start: int, span: int, message: str):
+    """A progress callback for a long copy, `report(fraction, detail)`: the operation's bar moves
+    from `start` over `span` points and its message reads "<message>: <detail>", written at most
+    every REPORT_SECONDS and always when the copy is whole."""
+    last = 0.0
+
+    def report(fraction: float, detail: str) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if fraction < 1 and now - last < REPORT_SECONDS:
+            return
+        last = now
+        operation_report(
+            operation, progress=start + int(span * fraction), message=f"{message}: {detail}"
+        )
+
+    return report
+
+
 def operation_claim(operation_id) -> Operation | None:
     """Take a queued operation for this worker; None if it is not queued (any more), or if this
     worker is stopping (the operation stays queued for the next worker: see `operations_resend`).

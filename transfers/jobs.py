@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.errors import OperationFailed
 from core.sizes import size_text
 from operations.models import Operation
-from operations.services import operation_report
+from operations.services import operation_report, operation_reporter
 from snapshots.browse import layer_file, snapshot_chain
 from snapshots.models import Snapshot, SnapshotState
 from transfers import disk_images, quarantine, services
@@ -158,7 +158,9 @@ def _upload(operation: Operation, path) -> Layer:
         raise OperationFailed("The uploaded image is gone; upload it again.")
     host = Host.objects.get(pk=operation.params["host"])
     pool = host.pool_name
-    operation_report(operation, progress=30, message="Copying the disk into storage")
+    message = "Copying the disk into storage"
+    operation_report(operation, progress=30, message=message)
+    report = operation_reporter(operation, start=30, span=60, message=message)
     # Recorded first (creating), so that the reconciler takes the volume for one of ours.
     layer = Layer.objects.create(
         id=uuid.uuid4(), host=host, virtual_size=disk_images.virtual_size(path)
@@ -167,7 +169,14 @@ def _upload(operation: Operation, path) -> Layer:
         params={**operation.params, "layer": str(layer.pk)}
     )
     try:
-        info = host.hypervisor.volume_upload(pool, layer.volume_name, str(path))
+        info = host.hypervisor.volume_upload(
+            pool,
+            layer.volume_name,
+            str(path),
+            on_bytes=lambda done, total: report(
+                done / total if total else 1.0, f"{size_text(done)} of {size_text(total)}"
+            ),
+        )
         if info.backing_path:  # the file was written by the service: it never names one
             raise OperationFailed("The imported disk names a backing file; it was refused.")
     except BaseException:

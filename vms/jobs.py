@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -21,7 +20,12 @@ from core.errors import InvalidState, OperationFailed
 from core.sizes import size_text
 from operations.failpoints import failpoint, failpoint_until
 from operations.models import Operation
-from operations.services import Yielded, housekeeping_should_yield, operation_report
+from operations.services import (
+    Yielded,
+    housekeeping_should_yield,
+    operation_report,
+    operation_reporter,
+)
 from vms import hypervisor, layers, network, ownership, publishing
 from vms.models import VM, Host, Layer, VMState, vm_id_of_lock
 
@@ -150,28 +154,6 @@ def vm_create_run(operation: Operation) -> dict:
     return {"vm": str(vm.id)}
 
 
-# A copy's progress is written to its operation at most this often (and when it ends).
-COPY_REPORT_SECONDS = 0.5
-
-
-def copy_reporter(operation: Operation, *, start: int, span: int, message: str):
-    """A progress callback for a copy, `report(fraction, detail)`: the operation's bar moves
-    from `start` over `span` points, its message reads "<message>: <detail>"."""
-    last = 0.0
-
-    def report(fraction: float, detail: str) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if fraction < 1 and now - last < COPY_REPORT_SECONDS:
-            return
-        last = now
-        operation_report(
-            operation, progress=start + int(span * fraction), message=f"{message}: {detail}"
-        )
-
-    return report
-
-
 def disk_to_host(vm: VM, operation: Operation, layer: Layer) -> None:
     """Copy the layers `layer` builds on, and the image's kernel and initrd, to the VM's host
     where it lacks them (streamed from a host that has them)."""
@@ -179,9 +161,8 @@ def disk_to_host(vm: VM, operation: Operation, layer: Layer) -> None:
     if host.pk not in layers.layer_hosts(layer):
         message = f"Copying the disk to host {host.name}"
         operation_report(operation, progress=10, message=message)
-        layers.layer_chain_seed(
-            layer, host, on_progress=copy_reporter(operation, start=10, span=25, message=message)
-        )
+        report = operation_reporter(operation, start=10, span=25, message=message)
+        layers.layer_chain_seed(layer, host, on_progress=report)
     image = vm.image
     layers.volumes_seed(image.host, host, [image.kernel_volume, image.initrd_volume])
 
@@ -396,7 +377,7 @@ def vm_move_run(operation: Operation) -> dict:
             layers.volumes_seed(image.host, vm.host, [image.kernel_volume, image.initrd_volume])
         message = "Copying the VM's own disk layer"
         operation_report(operation, progress=40, message=message)
-        report = copy_reporter(operation, start=40, span=35, message=message)
+        report = operation_reporter(operation, start=40, span=35, message=message)
         source.hypervisor.volume_transfer(
             source.pool_name,
             vm.host.hypervisor,

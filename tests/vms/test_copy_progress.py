@@ -7,10 +7,10 @@ import pytest
 from django.conf import settings
 
 from operations.models import Operation
+from operations.services import operation_reporter
 from tests.factories import host_row, layer_row
 from vms import layers
 from vms.hypervisor import Hypervisor
-from vms.jobs import copy_reporter
 from vms.models import VMOperationKind
 
 MiB = 1024**2
@@ -49,11 +49,12 @@ def test_seeding_a_chain_says_each_layer_and_the_bytes_streamed(two_hosts, fake_
 
 
 def test_a_copys_report_is_written_at_most_twice_a_second_and_always_at_its_end(alice, monkeypatch):
-    monkeypatch.setattr("vms.jobs.COPY_REPORT_SECONDS", 60)  # however slow this machine is
+    monkeypatch.setattr("operations.services.REPORT_SECONDS", 60)  # however slow this machine is
     operation = Operation.objects.create(
         kind=VMOperationKind.MOVE, owner=alice, lock="vm:x", state="running"
     )
-    report = copy_reporter(operation, start=40, span=35, message="Copying the VM's own disk layer")
+    message = "Copying the VM's own disk layer"
+    report = operation_reporter(operation, start=40, span=35, message=message)
 
     report(0.1, "1 MiB of 10 MiB")
     report(0.2, "2 MiB of 10 MiB")  # too soon after the last: not written
@@ -88,3 +89,22 @@ def test_a_transfer_between_pools_says_the_bytes_streamed_up_to_the_whole_file(t
     assert heard, "nothing was said"
     assert [done for done, _total in heard] == sorted(done for done, _total in heard)
     assert heard[-1][0] == heard[-1][1] >= 3 * MiB
+
+
+@pytest.mark.libvirt
+def test_an_upload_says_the_bytes_sent_up_to_the_whole_file(test_pool, tmp_path):
+    host = Hypervisor(test_pool["libvirt_uri"])
+    data = tmp_path / "disk.raw"
+    data.write_bytes(b"\x5a" * (9 * MiB))
+    name = f"upload-{uuid.uuid4().hex[:6]}.raw"
+    heard = []
+    try:
+        host.volume_upload(
+            test_pool["pool_name"], name, str(data), on_bytes=lambda *said: heard.append(said)
+        )
+    finally:
+        host.volume_delete(test_pool["pool_name"], name)
+
+    assert len(heard) > 1
+    assert [done for done, _total in heard] == sorted(done for done, _total in heard)
+    assert heard[-1] == (9 * MiB, 9 * MiB)

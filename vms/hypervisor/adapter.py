@@ -406,8 +406,11 @@ class Hypervisor:
             vol = pool.createXMLFrom(ET.tostring(root, encoding="unicode"), source, 0)
             return _volume_info(vol)
 
-    def volume_upload(self, pool_name: str, name: str, source_file: str) -> VolumeInfo:
+    def volume_upload(
+        self, pool_name: str, name: str, source_file: str, *, on_bytes=None
+    ) -> VolumeInfo:
         """Upload a local file as a new volume, through a libvirt stream (works for remote hosts).
+        `on_bytes(done, total)` hears how much of the file has gone, after each piece.
 
         The volume's format is then probed from its content, so a qcow2 file becomes a qcow2 volume.
         """
@@ -423,8 +426,18 @@ class Hypervisor:
             stream = conn.newStream(0)
             try:
                 vol.upload(stream, 0, size, 0)
+                sent = 0
+
+                def piece(_stream, nbytes: int, handle) -> bytes:
+                    nonlocal sent
+                    data = handle.read(nbytes)
+                    sent += len(data)
+                    if on_bytes:
+                        on_bytes(sent, size)
+                    return data
+
                 with open(source_file, "rb") as handle:
-                    stream.sendAll(lambda _st, nbytes, fh: fh.read(nbytes), handle)
+                    stream.sendAll(piece, handle)
                 stream.finish()
             except BaseException:
                 stream.abort()

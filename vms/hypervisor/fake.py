@@ -261,10 +261,14 @@ class FakeHypervisor:
         capacity = max(capacity or 0, source.capacity)
         return self._add(pool_name, FakeVolume(name, capacity, allocation=source.allocation))
 
-    def volume_upload(self, pool_name: str, name: str, source_file: str) -> VolumeInfo:
+    def volume_upload(
+        self, pool_name: str, name: str, source_file: str, *, on_bytes=None
+    ) -> VolumeInfo:
         self._call("volume_upload")
         with open(source_file, "rb") as handle:
             data = handle.read()
+        if on_bytes:
+            on_bytes(len(data), len(data))
         header = _qcow2_header(data[:65536])
         capacity, backing = header if header else (len(data), None)
         return self._add(
