@@ -96,11 +96,13 @@ document.addEventListener("submit", (event) => {
   });
   request.upload.addEventListener("load", () => say("Uploaded; the file is being checked…", 1));
   request.addEventListener("load", () => {
-    if (request.status === 200) {
+    const accepted = request.getResponseHeader("Content-Type") === "application/json";
+    if (request.status === 200 && accepted) {
       window.location.assign(JSON.parse(request.responseText).location);
       return;
     }
-    // Refused: the page the server answered with, in place of this one (its form says why).
+    // Refused (or signed out meanwhile): the page the server answered with, in place of this
+    // one; its form says why.
     const answered = new DOMParser().parseFromString(request.responseText, "text/html");
     const main = document.querySelector("main");
     const replacement = answered.querySelector("main");
