@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import BackendRefused, Busy, InvalidState, ServiceError, public_error
+from core.sizes import size_text
 from operations import registry
 from operations.models import (
     ACTIVE_STATES,
@@ -222,6 +223,14 @@ def operation_reporter(operation: Operation, *, start: int, span: int, message: 
         )
 
     return report
+
+
+def bytes_reporter(report):
+    """An `on_bytes(done, total)` callback for a stream that tells `report` (an
+    `operation_reporter`'s) how many of its bytes have gone, in words."""
+    return lambda done, total: report(
+        done / total if total else 1.0, f"{size_text(done)} of {size_text(total)}"
+    )
 
 
 def operation_claim(operation_id) -> Operation | None:

@@ -325,7 +325,6 @@ def export_chain(paths: list[str], target: Path, *, on_progress=None) -> None:
             heard(pending)  # the last redraw may end the output without a carriage return
         except BaseException:
             process.kill()  # a report that failed (or a stop) ends the conversion too
-            process.wait()
             target.unlink(missing_ok=True)
             raise
         finally:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.errors import OperationFailed
 from core.sizes import size_text
 from operations.models import Operation
-from operations.services import operation_report, operation_reporter
+from operations.services import bytes_reporter, operation_report, operation_reporter
 from snapshots.browse import layer_file, snapshot_chain
 from snapshots.models import Snapshot, SnapshotState
 from transfers import disk_images, quarantine, services
@@ -43,14 +43,13 @@ def export_run(operation: Operation) -> dict:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         part = export.path.with_suffix(".part")
         try:
+            report = operation_reporter(
+                operation, start=10, span=78, message="Writing the disk into one file"
+            )
             disk_images.export_chain(
                 [str(layer_file(layer)) for layer in chain],
                 part,
-                on_progress=lambda done: operation_report(
-                    operation,
-                    progress=10 + int(78 * done),
-                    message=f"Writing the disk into one file: {int(done * 100)}%",
-                ),
+                on_progress=lambda done: report(done, f"{int(done * 100)}%"),
             )
         except RuntimeError as exc:
             raise OperationFailed(f"The export could not be written: {exc}") from None
@@ -173,9 +172,7 @@ def _upload(operation: Operation, path) -> Layer:
             pool,
             layer.volume_name,
             str(path),
-            on_bytes=lambda done, total: report(
-                done / total if total else 1.0, f"{size_text(done)} of {size_text(total)}"
-            ),
+            on_bytes=bytes_reporter(report),
         )
         if info.backing_path:  # the file was written by the service: it never names one
             raise OperationFailed("The imported disk names a backing file; it was refused.")

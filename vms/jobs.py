@@ -17,11 +17,11 @@ from pathlib import PurePosixPath
 from django.conf import settings
 
 from core.errors import InvalidState, OperationFailed
-from core.sizes import size_text
 from operations.failpoints import failpoint, failpoint_until
 from operations.models import Operation
 from operations.services import (
     Yielded,
+    bytes_reporter,
     housekeeping_should_yield,
     operation_report,
     operation_reporter,
@@ -383,9 +383,7 @@ def vm_move_run(operation: Operation) -> dict:
             vm.host.hypervisor,
             vm.host.pool_name,
             layer.volume_name,
-            on_bytes=lambda done, total: report(
-                done / total if total else 1.0, f"{size_text(done)} of {size_text(total)}"
-            ),
+            on_bytes=bytes_reporter(report),
         )
         failpoint("vm.move.copied")
         Layer.objects.filter(pk=layer.pk).update(host=vm.host)
