@@ -43,7 +43,10 @@ class Lab:
 
         Conf.SYNC = True
         self.host = host_ensure_default()
-        self.image = Image.objects.filter(slug="busybox", is_public=True).first()
+        # Built again when the one kept cannot be forked (made before its guests could take a
+        # new identity while running).
+        self.image = Image.objects.filter(slug="busybox", is_public=True, live_identity=True)
+        self.image = self.image.first()
         if self.image is None:
             self.image = image_build_busybox(host=self.host)
         plan, _ = Plan.objects.update_or_create(

@@ -2,7 +2,7 @@
 
 bin/bench                      everything
 bin/bench live pause           some parts: snapshots, pause, live, storage, queue, api, scale,
-                               browse, chains, hosts, load, debian
+                               browse, chains, hosts, load, debian, forks
 bin/bench --repeats 3          fewer repetitions (default 5)
 """
 
@@ -31,6 +31,7 @@ PARTS = (
     "hosts",
     "load",
     "debian",
+    "forks",
 )
 
 
@@ -48,6 +49,7 @@ def main() -> None:
         browse,
         chains,
         debian,
+        forks,
         guests,
         hosts,
         live,
@@ -70,6 +72,7 @@ def main() -> None:
         "chains",
         "load",
         "debian",
+        "forks",
     }
     lab = guests.Lab() if guest_parts & set(parts) else None
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -89,6 +92,7 @@ def main() -> None:
         "hosts": ("hosts", lambda: hosts.host_seeding(min(args.repeats, 3))),
         "load": ("load", lambda: load.user_actions_under_load(lab)),
         "debian": ("debian", lambda: debian.debian_guests(lab, min(args.repeats, 2))),
+        "forks": ("forks", lambda: forks.forks(lab, min(args.repeats, 3))),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for part in PARTS:

@@ -21,6 +21,7 @@ class SnapshotsConfig(AppConfig):
             ),
             (Kind.NEW_VM, vm_create_run, "VM created ({target})."),
             (Kind.DELETE, jobs.snapshot_delete_run, "Snapshot {target} is deleted."),
+            (Kind.FORK, jobs.snapshot_fork_run, "Forked ({target}); each resumed where it was."),
         ):
             registry.register(
                 kind, kind.label, job=run, repair=jobs.snapshot_operation_repair, done=done

@@ -29,8 +29,8 @@ from snapshots.models import (
 )
 from snapshots.services import snapshot_forget
 from vms import hypervisor, layers
-from vms.jobs import domain_define, vm_operation_repair, vm_sync_state
-from vms.models import VM, Host, Layer, vm_id_of_lock
+from vms.jobs import creation_failed, domain_define, vm_build, vm_operation_repair, vm_sync_state
+from vms.models import VM, Host, Layer, VMState, vm_id_of_lock
 from vms.services import layers_merge_pending
 
 AGENT_UNANSWERED = (
@@ -83,6 +83,58 @@ def snapshot_take_run(operation: Operation) -> dict:
     return result
 
 
+def snapshot_fork_run(operation: Operation) -> dict:
+    """Take the snapshot with memory, then resume each new VM from it (`vms.jobs.vm_build`:
+    a new layer on the snapshot's, then its memory restored as that VM). A new VM that fails
+    is left failed with its reason, holding nothing on its host; the others run."""
+    taken = snapshot_take_run(operation)
+    children = list(
+        VM.objects.select_related(
+            "host", "image", "owner", "active_layer__host", "source_snapshot__layer__host"
+        )
+        .filter(pk__in=operation.params.get("children", []))
+        .order_by("name")
+    )
+    started, failed = [], []
+    for index, child in enumerate(children):
+        if child.state != VMState.CREATING:
+            started.append(child.name)  # done by an earlier delivery
+            continue
+        operation_report(
+            operation,
+            progress=80 + 19 * index // max(len(children), 1),
+            message=f"Resuming {child.name} ({index + 1} of {len(children)})",
+        )
+        try:
+            vm_build(child, operation, report=False)
+        except (hypervisor.HypervisorError, OperationFailed) as exc:
+            failed.append(f"{child.name}: {exc}")
+            continue
+        started.append(child.name)
+    if failed:
+        raise OperationFailed(
+            f"{len(started)} of {len(children)} new VMs started; " + "; ".join(failed)
+        )
+    return {**taken, "vms": started}
+
+
+def _repair_fork(operation: Operation, vm: VM | None) -> str:
+    """A fork cut short: its snapshot is recorded or dropped as a take's would be, and each new
+    VM that had not started is removed, with what it had made on its host."""
+    said = _repair_take(operation, vm) if operation.started_at else ""
+    if operation.started_at is None:
+        Snapshot.objects.filter(pk=operation.subject_pk, state=SnapshotState.CREATING).delete()
+    removed = 0
+    for child in VM.objects.select_related("host").filter(
+        pk__in=operation.params.get("children", []), state=VMState.CREATING
+    ):
+        creation_failed(child)
+        VM.objects.filter(pk=child.pk).delete()
+        removed += 1
+    plural = "s" if removed != 1 else ""
+    return f"{said} {removed} new VM{plural} that had not started removed.".strip()
+
+
 def memory_free(host: Host, volume: str) -> None:
     """Delete a memory file (already gone is fine)."""
     host.hypervisor.volume_delete(host.pool_name, volume)
@@ -127,7 +179,14 @@ def switch_to_new_layer(
             )
             failpoint("snapshot.take.switched")
         elif running:
-            quiesced = vm.host.hypervisor.domain_agent_connected(vm.domain_uuid)
+            adapter = vm.host.hypervisor
+            quiesced = adapter.domain_agent_connected(vm.domain_uuid)
+            if quiesced and not adapter.domain_agent_answers(vm.domain_uuid):
+                # Never ask a hung agent to freeze: it would do so whenever it woke up.
+                quiesced = False
+                operation.params = {**operation.params, "agent_unanswered": True}
+                Operation.objects.filter(pk=operation.pk).update(params=operation.params)
+                operation_report(operation, progress=45, message=AGENT_UNANSWERED)
             operation_report(
                 operation,
                 progress=50,
@@ -306,6 +365,8 @@ def snapshot_operation_repair(operation: Operation) -> str:
         return "It had not started; the VM keeps its disk."
     if operation.kind == SnapshotOperationKind.TAKE:
         return _repair_take(operation, vm)
+    if operation.kind == SnapshotOperationKind.FORK:
+        return _repair_fork(operation, vm)
     if operation.kind == SnapshotOperationKind.RESTORE and vm is not None:
         return _repair_restore(operation, vm)
     if operation.kind == SnapshotOperationKind.DELETE:

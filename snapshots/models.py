@@ -22,6 +22,7 @@ class SnapshotOperationKind(models.TextChoices):
     RESTORE = "snapshot.restore", "Restore snapshot"
     NEW_VM = "snapshot.new_vm", "New VM from snapshot"
     DELETE = "snapshot.delete", "Delete snapshot"
+    FORK = "snapshot.fork", "Fork VM"
 
 
 class SnapshotState(models.TextChoices):

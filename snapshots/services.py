@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from core.errors import InvalidState, LimitExceeded
 from core.sizes import size_text
@@ -233,6 +234,91 @@ def snapshot_new_vm(
     except IntegrityError:
         vm_name_check(owner, name)
         raise
+
+
+FORK_MAX = 10
+
+
+def fork_names(vm: VM, count: int) -> list[str]:
+    """Names for `count` forks of `vm` that its owner has not used: <name>-1, <name>-2, …"""
+    taken = set(VM.objects.filter(owner=vm.owner_id).values_list("name", flat=True))
+    base = vm.name[: VM._meta.get_field("name").max_length - 4]
+    names, number = [], 1
+    while len(names) < count:
+        if f"{base}-{number}" not in taken:
+            names.append(f"{base}-{number}")
+        number += 1
+    return names
+
+
+def vm_fork(*, vm: VM, user, count: int = 1, idempotency_key: str | None = None) -> Operation:
+    """Fork a running VM: a snapshot with memory of it, and `count` new VMs (1 to FORK_MAX)
+    that resume from it where the VM was, programs running, each under a name, address, MAC,
+    machine-id and SSH host keys of its own. The VM itself goes on running. One operation on
+    the VM; the new VMs and the snapshot count against the plan from the request on."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= FORK_MAX:
+        raise ValidationError({"count": f"Choose between 1 and {FORK_MAX} new VMs."})
+    if not vm.image.live_identity:
+        raise InvalidState(
+            f"The guests of {vm.image.name} cannot take a new identity while running, so "
+            f"{vm.name!r} cannot be forked; take a snapshot with memory and start new VMs from "
+            "it (they boot from its disk)."
+        )
+    name = f"Fork {timezone.now():%Y-%m-%d %H:%M:%S}"
+    with transaction.atomic():
+        lock_owner(vm.owner)
+        operation = operation_start(
+            kind=SnapshotOperationKind.FORK,
+            owner=vm.owner,
+            requester=user,
+            lock=vm.lock,
+            target_name=f"{vm.name}: {count} new VM{'s' if count != 1 else ''}",
+            idempotency_key=idempotency_key,
+        )
+        current = VM.objects.select_related("active_layer").get(pk=vm.pk)
+        if current.state != VMState.RUNNING:
+            raise InvalidState(
+                f"VM {vm.name!r} is {current.get_state_display().lower()}; only a running VM "
+                "can be forked."
+            )
+        snapshot_limit_check(vm.owner)
+        snapshot = Snapshot.objects.create(
+            owner=vm.owner,
+            source_vm=vm,
+            source_vm_name=vm.name,
+            image_id=vm.image_id,
+            name=name,
+            description=f"Taken by a fork of {vm.name} into {count} new VM"
+            f"{'s' if count != 1 else ''}.",
+            kind=SnapshotKind.MANUAL,
+            disk_bytes=vm.disk_bytes,
+            includes_memory=True,
+        )
+        operation_subject_set(operation, snapshot)
+        children = []
+        for child_name in fork_names(vm, count):
+            vm_limit_check(vm.owner)
+            host = host_place(
+                vcpus=vm.vcpus,
+                memory_mib=vm.memory_mib,
+                disk_bytes=vm.disk_bytes,
+                layer=current.active_layer,
+            )
+            children.append(
+                VM.objects.create(
+                    owner=vm.owner,
+                    name=child_name,
+                    host=host,
+                    image_id=vm.image_id,
+                    vcpus=vm.vcpus,
+                    memory_mib=vm.memory_mib,
+                    disk_bytes=vm.disk_bytes,
+                    source_snapshot=snapshot,
+                )
+            )
+        operation.params = {"snapshot": str(snapshot.pk), "children": [str(c.pk) for c in children]}
+        Operation.objects.filter(pk=operation.pk).update(params=operation.params)
+    return operation
 
 
 def snapshot_rename(

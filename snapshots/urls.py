@@ -8,6 +8,7 @@ urlpatterns = [
     path("vms/<uuid:pk>/tree/", views.vm_snapshot_tree, name="vm_snapshot_tree"),
     path("vms/<uuid:pk>/snapshot-dialogs/", views.vm_snapshot_dialogs, name="vm_snapshot_dialogs"),
     path("vms/<uuid:vm_pk>/snapshots/take/", views.snapshot_take, name="snapshot_take"),
+    path("vms/<uuid:vm_pk>/snapshots/fork/", views.vm_fork, name="vm_fork"),
     path("snapshots/<uuid:pk>/row/", views.snapshot_list_row, name="snapshot_list_row"),
     path("snapshots/<uuid:pk>/restore/", views.snapshot_restore, name="snapshot_restore"),
     path("snapshots/<uuid:pk>/new-vm/", views.snapshot_new_vm, name="snapshot_new_vm"),

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 from core.access import get_owned_or_404
 from core.page_actions import attempt, back, progress_message
 from snapshots import page_links, services
-from snapshots.forms import SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
+from snapshots.forms import ForkForm, SnapshotNewVMForm, SnapshotRenameForm, SnapshotTakeForm
 from snapshots.models import Snapshot, SnapshotState
 from snapshots.selectors import tree_snapshots, usage_for
 from snapshots.tree import snapshot_tree, tree_lines
@@ -82,6 +82,22 @@ def snapshot_take(request, vm_pk):
     )
     if operation is not None:
         text = f"Taking snapshot {form.cleaned_data['name']!r} of {vm.name}…"
+        progress_message(request, operation, text)
+    return redirect("vm_detail", vm.pk)
+
+
+@login_required
+@require_POST
+def vm_fork(request, vm_pk):
+    vm = get_owned_or_404(VM.objects.owned_by(request.user).select_related("image"), vm_pk)
+    form = ForkForm(request.POST)
+    if not form.is_valid():
+        _form_error(request, form)
+        return redirect("vm_detail", vm.pk)
+    count = form.cleaned_data["count"]
+    operation = attempt(request, lambda: services.vm_fork(vm=vm, user=request.user, count=count))
+    if operation is not None:
+        text = f"Forking {vm.name} into {count} new VM{'s' if count != 1 else ''}…"
         progress_message(request, operation, text)
     return redirect("vm_detail", vm.pk)
 

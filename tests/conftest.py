@@ -359,7 +359,12 @@ def image(host, image_files, guest_files):
         layer_id = image_upload(host=host, files=guest_files)
         SHARED_VOLUMES.update(image_volumes(layer_id))
     return image_record(
-        host=host, layer_id=layer_id, slug="busybox", name="Busybox", description=""
+        host=host,
+        layer_id=layer_id,
+        slug="busybox",
+        name="Busybox",
+        description="",
+        live_identity=True,
     )
 
 
@@ -433,6 +438,7 @@ def debian_image(host, debian_image_files):
         os_name=image_debian.OS_NAME,
         summary=image_debian.SUMMARY,
         cmdline=image_debian.CMDLINE,
+        live_identity=True,
     )
 
 

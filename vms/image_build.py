@@ -29,6 +29,7 @@ GUEST_MODULES = (
     "net/core/failover.ko",
     "drivers/net/net_failover.ko",
     "drivers/net/virtio_net.ko",
+    "drivers/firmware/qemu_fw_cfg.ko",  # what the service hands the guest (its identity)
 )
 ROOT_FS_BYTES = 512 * 1024 * 1024
 CMDLINE = "console=ttyS0 root=/dev/vda rw init=/sbin/init quiet"
@@ -65,10 +66,51 @@ acpid -c /etc/acpi
 ip link set lo up
 for nic in $(ls /sys/class/net); do
   [ "$nic" = lo ] && continue
-  udhcpc -f -i "$nic" -s /etc/udhcpc.script -T 2 -A 3 -x "hostname:$(hostname)" >/dev/null 2>&1 &
+  echo "$nic" > /run/nic
   break
 done
+/etc/dhcp-start
+/etc/identity-watch &
 echo "{READY_LINE}: $(hostname)"
+"""
+
+DHCP_START = """\
+#!/bin/sh
+# (Re)start DHCP on the guest's network card, asking under the current host name.
+nic="$(cat /run/nic 2>/dev/null)"
+[ -n "$nic" ] || exit 0
+[ -f /run/udhcpc.pid ] && kill "$(cat /run/udhcpc.pid)" 2>/dev/null
+udhcpc -f -i "$nic" -p /run/udhcpc.pid -s /etc/udhcpc.script -T 2 -A 3 \\
+  -x "hostname:$(hostname)" >/dev/null 2>&1 &
+"""
+
+# A VM forked from a running one resumes with its source's memory: the same host name and, on
+# its network card, the same MAC, which the host's filter drops. The service hands each VM its
+# identity through QEMU's firmware configuration; a new one is taken as soon as it appears. The
+# values are data: each is checked against a pattern and used only as an argument.
+IDENTITY_WATCH = f"""\
+#!/bin/sh
+identity=/sys/firmware/qemu_fw_cfg/by_name/opt/org.koding-snapshots/identity/raw
+[ -r "$identity" ] || exit 0
+applied="$(cat "$identity")"
+while sleep 1; do
+  now="$(cat "$identity" 2>/dev/null)" || continue
+  [ "$now" = "$applied" ] && continue
+  applied="$now"
+  name="$(printf '%s\\n' "$now" | sed -n 's/^hostname=\\([a-z0-9-]\\{{1,63\\}}\\)$/\\1/p')"
+  mac="$(printf '%s\\n' "$now" | sed -n 's/^mac=\\([0-9a-f:]\\{{17\\}}\\)$/\\1/p')"
+  [ -n "$name" ] && hostname "$name"
+  nic="$(cat /run/nic 2>/dev/null)"
+  if [ -n "$mac" ] && [ -n "$nic" ]; then
+    [ -f /run/udhcpc.pid ] && kill "$(cat /run/udhcpc.pid)" 2>/dev/null
+    ip link set dev "$nic" down
+    ip addr flush dev "$nic"
+    ip link set dev "$nic" address "$mac"
+    ip link set dev "$nic" up
+    /etc/dhcp-start
+  fi
+  echo "{READY_LINE} as a new VM: $(hostname)" > /dev/ttyS0
+done
 """
 
 # busybox udhcpc runs this with the lease in its environment.
@@ -198,6 +240,8 @@ def make_root_folder(root: Path, release: str) -> None:
     write_file(root / "etc/acpi/PWRF/00000080", POWER_BUTTON, 0o755)
     write_file(root / "etc/profile", PROFILE)
     write_file(root / "etc/udhcpc.script", UDHCPC_SCRIPT, 0o755)
+    write_file(root / "etc/dhcp-start", DHCP_START, 0o755)
+    write_file(root / "etc/identity-watch", IDENTITY_WATCH, 0o755)
     write_file(root / "etc/hostname", "guest\n")
     write_file(root / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
     write_file(root / "etc/group", "root:x:0:\n")

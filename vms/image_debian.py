@@ -75,6 +75,7 @@ ENABLE = (
     "koding-snapshots-personal.service",
     "koding-snapshots-grow-root.service",
     "koding-snapshots-ready.service",
+    "koding-snapshots-identity.service",
 )
 DISABLE = ("systemd-networkd-wait-online.service",)
 
@@ -148,6 +149,77 @@ fi
 exit 0
 """
 
+# A VM forked from a running one resumes with its source's memory: its host name, machine-id,
+# SSH host keys and, on its network card, its MAC (which the host's filter drops). The service
+# hands each VM its identity through QEMU's firmware configuration; this takes a new one as soon
+# as it appears. The values are data: each is checked against a pattern, used only as an argument.
+IDENTITY_SCRIPT = f"""\
+#!/bin/sh
+set -u
+identity=/sys/firmware/qemu_fw_cfg/by_name/opt/org.koding-snapshots/identity/raw
+state=/var/lib/koding-snapshots
+modprobe qemu_fw_cfg 2>/dev/null || true
+[ -r "$identity" ] || exit 0
+value() {{ printf '%s\\n' "$now" | sed -n "s/^$1=//p" | grep -Ex -- "$2" | head -n 1; }}
+applied="$(cat "$identity")"
+while sleep 1; do
+  now="$(cat "$identity" 2>/dev/null)" || continue
+  [ "$now" = "$applied" ] && continue
+  applied="$now"
+  vm="$(value vm '[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}')"
+  name="$(value hostname '[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?')"
+  mac="$(value mac '([0-9a-f]{{2}}:){{5}}[0-9a-f]{{2}}')"
+  machine="$(value machine_id '[0-9a-f]{{32}}')"
+  if [ -n "$name" ]; then
+    printf '%s\\n' "$name" > /etc/hostname
+    hostname "$name"
+    sed -i '/^127\\.0\\.1\\.1[[:space:]]/d' /etc/hosts
+    printf '127.0.1.1\\t%s\\n' "$name" >> /etc/hosts
+  fi
+  [ -n "$machine" ] && printf '%s\\n' "$machine" > /etc/machine-id
+  if [ -n "$mac" ]; then
+    for nic in $(ls /sys/class/net); do
+      case "$nic" in en*|eth*) ;; *) continue ;; esac
+      ip link set dev "$nic" down
+      ip link set dev "$nic" address "$mac"
+      ip link set dev "$nic" up
+      break
+    done
+  fi
+  # Its DHCP client identifies itself by the machine-id: asked again, as the new VM.
+  systemctl restart systemd-networkd.service
+  if [ -n "$vm" ] && [ "$vm" != "$(cat "$state/vm" 2>/dev/null)" ]; then
+    # Host keys of its own; the RSA one last (seconds under emulation), sshd restarted at once
+    # with the others and again once it is there.
+    rm -f /etc/ssh/ssh_host_*
+    for type in ed25519 ecdsa; do
+      ssh-keygen -q -t "$type" -N "" -f "/etc/ssh/ssh_host_${{type}}_key"
+    done
+    mkdir -p "$state"
+    printf '%s\\n' "$vm" > "$state/vm"
+    systemctl try-restart ssh.service
+  fi
+  echo "{READY_LINE} as a new VM: $(hostname)" > /dev/ttyS0
+  if [ ! -e /etc/ssh/ssh_host_rsa_key ]; then
+    ssh-keygen -A >/dev/null
+    systemctl try-restart ssh.service
+  fi
+done
+"""
+
+IDENTITY_UNIT = """\
+[Unit]
+Description=Take a new identity when this guest resumes as another VM (a fork)
+After=koding-snapshots-personal.service
+
+[Service]
+ExecStart=/usr/local/sbin/koding-snapshots-identity
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"""
+
 PERSONAL_UNIT = """\
 [Unit]
 Description=Make this guest the VM the service started (host name, owner, SSH host keys)
@@ -216,6 +288,8 @@ FILES = {
     "etc/systemd/system/koding-snapshots-personal.service": (PERSONAL_UNIT, 0o644),
     "etc/systemd/system/koding-snapshots-grow-root.service": (GROW_ROOT_UNIT, 0o644),
     "etc/systemd/system/koding-snapshots-ready.service": (READY_UNIT, 0o644),
+    "usr/local/sbin/koding-snapshots-identity": (IDENTITY_SCRIPT, 0o755),
+    "etc/systemd/system/koding-snapshots-identity.service": (IDENTITY_UNIT, 0o644),
     "etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf": (SERIAL_AUTOLOGIN, 0o644),
     "etc/systemd/network/20-wired.network": (NETWORK, 0o644),
     "etc/fstab": (FSTAB, 0o644),

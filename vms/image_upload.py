@@ -33,6 +33,7 @@ def image_build_busybox(*, host: Host, slug: str = BUSYBOX_SLUG) -> Image:
             os_name="Busybox on a Debian kernel",
             summary="busybox userland, root shell on the serial console, DHCP",
             files=files,
+            live_identity=True,
         )
 
 
@@ -59,6 +60,7 @@ def image_build_debian(*, host: Host, slug: str = DEBIAN_SLUG) -> tuple[Image, d
         summary=image_debian.SUMMARY,
         files=files,
         cmdline=image_debian.CMDLINE,
+        live_identity=True,
     )
     return image, build
 
@@ -100,6 +102,7 @@ def image_register(
     os_name: str = "",
     summary: str = "",
     cmdline: str = image_build.CMDLINE,
+    live_identity: bool = False,
 ) -> Image:
     """Upload an image's kernel, initrd and root disk through libvirt and record them."""
     layer_id = image_upload(host=host, files=files)
@@ -113,6 +116,7 @@ def image_register(
             os_name=os_name,
             summary=summary,
             cmdline=cmdline,
+            live_identity=live_identity,
         )
     except BaseException:
         for volume in image_volumes(layer_id):
@@ -154,6 +158,7 @@ def image_record(
     os_name: str = "",
     summary: str = "",
     cmdline: str = image_build.CMDLINE,
+    live_identity: bool = False,
 ) -> Image:
     """Record an uploaded image (see `image_upload`) as the current one under `slug`."""
     kernel_volume, initrd_volume, layer_volume = image_volumes(layer_id)
@@ -180,5 +185,6 @@ def image_record(
             kernel_volume=kernel_volume,
             initrd_volume=initrd_volume,
             cmdline=cmdline,
+            live_identity=live_identity,
             min_disk_bytes=info.capacity,
         )

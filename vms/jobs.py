@@ -77,6 +77,22 @@ def guest_authorized_keys(vm: VM) -> str:
     return "\n".join(lines or ["# no keys"]) + "\n"
 
 
+# The identity entry is always this long, so that a guest, which learns an entry's size once at
+# boot, reads all of another VM's identity after a fork.
+IDENTITY_BYTES = 256
+
+
+def guest_identity(vm: VM) -> str:
+    """Who the guest is, as a running guest of an image with `Image.live_identity` reads it
+    again each second from its firmware configuration: a VM forked from a running one resumes
+    with its source's name, MAC and keys in memory, and takes these as soon as they differ."""
+    text = (
+        f"vm={vm.id}\nhostname={guest_hostname(vm)}\nmac={vm.mac_address}\n"
+        f"machine_id={vm.domain_uuid.hex}\n"
+    )
+    return text + "#" * (IDENTITY_BYTES - len(text) - 1) + "\n"
+
+
 def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
     """The libvirt definition of a VM, made from the database (the source of truth); `nic` is
     its place on the guests' network (`network.vm_network_attach`), none when left out."""
@@ -94,7 +110,10 @@ def domain_spec(vm: VM, **nic) -> hypervisor.DomainSpec:
         console_log=console_log_path(vm),
         metadata=ownership.domain_metadata(vm=str(vm.id), host=host.name, pool=host.pool_name),
         # Read at each boot: keys added or deleted reach the guest when it next starts.
-        firmware_config={"authorized_keys": guest_authorized_keys(vm)},
+        firmware_config={
+            "authorized_keys": guest_authorized_keys(vm),
+            "identity": guest_identity(vm),
+        },
         **nic,
     )
 
@@ -127,14 +146,27 @@ def _domain_state(vm: VM) -> str | None:
 
 
 def vm_create_run(operation: Operation) -> dict:
-    """Build the VM's disk as a new layer, define its domain, and boot it."""
+    """Build the VM's disk as a new layer, define its domain, and boot it (or, from a snapshot
+    with memory, resume it)."""
     vm = _vm(operation)
     if vm.state != VMState.CREATING:
         return {"vm": str(vm.id)}  # done by an earlier delivery of this operation
+    resumed = vm_build(vm, operation)
+    return {"vm": str(vm.id), "resumed": resumed}
+
+
+def vm_build(vm: VM, operation: Operation, *, report: bool = True) -> bool:
+    """Make a VM being created real on its host and running; True when it resumed a snapshot's
+    memory rather than booting. A failure leaves it failed, holding nothing on its host."""
+
+    def say(progress: int, message: str) -> None:
+        if report:
+            operation_report(operation, progress=progress, message=message)
+
     try:
         parent, full_copy = creation_source(vm, operation)
         disk_to_host(vm, operation, parent)
-        operation_report(operation, progress=40, message="Creating the disk")
+        say(40, "Creating the disk")
         layer = layers.layer_create(
             host=vm.host, parent=parent, virtual_size=vm.disk_bytes, full_copy=full_copy
         )
@@ -143,15 +175,67 @@ def vm_create_run(operation: Operation) -> dict:
         )
         vm.active_layer = layer
         failpoint("vm.create.layer")
-        operation_report(operation, progress=60, message="Defining the VM")
+        say(60, "Defining the VM")
         domain_define(vm)
-        operation_report(operation, progress=80, message="Booting")
-        vm.host.hypervisor.domain_start(vm.domain_uuid)
+        resumed = False
+        if memory_forkable(vm):
+            say(80, "Resuming the snapshot's memory as this VM")
+            resumed = memory_fork(vm)
+        if not resumed:
+            say(80, "Booting")
+            vm.host.hypervisor.domain_start(vm.domain_uuid)
     except BaseException:
         creation_failed(vm)
         raise
     _set_state(vm, VMState.RUNNING)
-    return {"vm": str(vm.id)}
+    return resumed
+
+
+def memory_forkable(vm: VM) -> bool:
+    """Whether a new VM resumes the memory of the snapshot it starts from: a snapshot with
+    memory of its owner's, whose image's guests take a new identity while running."""
+    snapshot = vm.source_snapshot
+    return bool(
+        snapshot is not None
+        and snapshot.includes_memory
+        and snapshot.memory_volume
+        and snapshot.owner_id == vm.owner_id
+        and vm.image.live_identity
+    )
+
+
+def memory_fork(vm: VM) -> bool:
+    """Resume the source snapshot's memory as `vm` (defined, on a new layer on the snapshot's),
+    programs running; its guest then takes the VM's own identity from its firmware
+    configuration. False, with nothing started, when the memory does not fit this VM (another
+    size): it boots from the disk then."""
+    snapshot = vm.source_snapshot
+    host, saved_on = vm.host, snapshot.layer.host
+    adapter = host.hypervisor
+    copied = saved_on.pk != host.pk and snapshot.memory_volume not in adapter.volume_names(
+        host.pool_name
+    )
+    if copied:
+        saved_on.hypervisor.volume_transfer(
+            saved_on.pool_name, adapter, host.pool_name, snapshot.memory_volume
+        )
+    work = adapter.volume_create(host.pool_name, f"{vm.id}.fork", capacity=0, fmt="raw")
+    try:
+        adapter.domain_fork_memory(
+            vm.domain_uuid,
+            adapter.volume_info(host.pool_name, snapshot.memory_volume).path,
+            saved_disk_path=layers.layer_path(snapshot.layer, host),
+            disk_path=layers.layer_path(vm.active_layer),
+            work_path=work.path,
+        )
+    except hypervisor.MemoryMismatch:
+        return False
+    finally:
+        # QEMU has read all of it by now.
+        adapter.volume_delete(host.pool_name, f"{vm.id}.fork")
+        if copied:
+            adapter.volume_delete(host.pool_name, snapshot.memory_volume)
+    return True
 
 
 def disk_to_host(vm: VM, operation: Operation, layer: Layer) -> None:

@@ -175,6 +175,9 @@ class Image(models.Model):
     cmdline = models.CharField(max_length=255)
     min_disk_bytes = models.BigIntegerField()
     is_public = models.BooleanField(default=True)
+    # Its guest takes a new name, MAC and keys while it runs (from its firmware configuration):
+    # a VM started from one of its VMs' live snapshots resumes the memory instead of booting.
+    live_identity = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -7,10 +7,12 @@ import pytest
 
 from accounts.services import ssh_key_add
 from snapshots.models import Snapshot
-from snapshots.services import snapshot_take
+from snapshots.services import snapshot_take, vm_fork
 from tests import guest
 from tests.conftest import SESSION_NOTES, succeeded, wait_for
+from tests.snapshots.test_live_snapshots import console_bytes
 from tests.vms.test_publishing import published  # noqa: F401 (a fixture)
+from vms.models import VM
 from vms.services import guest_info
 
 pytestmark = pytest.mark.libvirt
@@ -102,6 +104,46 @@ def test_a_debian_vm_boots_to_a_shell_named_after_it_with_its_owner_a_sudoer_and
     operation = succeeded(snapshot_take(vm=vm, user=vm.owner, name="agent hung"))
     assert Snapshot.objects.get(pk=operation.subject_pk).consistency == "crash-consistent"
     assert "did not answer in time" in operation.result["consistency"]
+    # The agent wakes up: it was never asked to freeze, so the guest still writes.
+    guest.run(vm, "kill -CONT $(pidof qemu-ga); echo resumed")
+    wait_for(lambda: vm.host.hypervisor.domain_agent_answers(vm.domain_uuid), timeout=30)
+    assert guest.run(vm, "touch /root/after-agent && echo written", timeout=60) == "written"
+
+    # Forked, it goes on in a new VM under that VM's identity: host name, machine-id, SSH host
+    # keys, MAC and address; its owner gets in with her key, and its agent answers.
+    fingerprint = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2"
+    source_key = guest.run(vm, fingerprint)
+    fork = succeeded(vm_fork(vm=vm, user=vm.owner, count=1))
+    child = VM.objects.select_related("host", "image", "owner").get(pk=fork.params["children"][0])
+    assert child.name == "Alice's Web 1-1"
+    wait_for(
+        lambda: b"as a new VM: alice-s-web-1-1" in console_bytes(child),
+        timeout=60,
+        what="the fork to take its identity",
+    )
+    assert guest.run(child, "hostname; cat /etc/machine-id").split() == [
+        "alice-s-web-1-1",
+        child.domain_uuid.hex,
+    ]
+    assert guest.run(child, fingerprint) != source_key
+    assert guest.run(vm, fingerprint) == source_key
+    child.refresh_from_db()
+    assigned = guest.run(
+        child,
+        "for i in $(seq 60); do ip -4 -o addr show scope global"
+        f" | grep -q 'inet {child.ip_address}/' && break; sleep 1; done;"
+        " ip -4 -o addr show scope global | awk '{print $4}'",
+        timeout=90,
+    )
+    assert assigned.startswith(f"{child.ip_address}/"), assigned
+    wait_for(
+        lambda: ssh(child, key_file, settings, "true").returncode == 0,
+        timeout=120,
+        what="sshd of the fork to let alice in",
+    )
+    assert ssh(child, key_file, settings, "hostname").stdout.strip() == "alice-s-web-1-1"
+    wait_for(lambda: guest_info(child) is not None, timeout=60, what="the fork's agent")
+    assert guest_info(child).hostname == "alice-s-web-1-1"
 
 
 def ssh(vm, key_file, settings, command: str) -> subprocess.CompletedProcess:

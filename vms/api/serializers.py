@@ -27,9 +27,16 @@ class ImageSerializer(serializers.ModelSerializer):
             "description",
             "size_bytes",
             "min_disk_gib",
+            "live_identity",
             "created_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "live_identity": {
+                "help_text": "Its guests take a new name, MAC and keys while running: a VM of "
+                "this image can be forked, and a new VM from one of its live snapshots resumes."
+            }
+        }
 
     def get_min_disk_gib(self, image) -> int:
         return -(-image.min_disk_bytes // GIB)
@@ -187,6 +194,15 @@ class VMUpdateSerializer(serializers.Serializer):
 class VMStopSerializer(serializers.Serializer):
     force = serializers.BooleanField(
         default=False, help_text="Pull the plug instead of pressing the power button."
+    )
+
+
+class VMForkSerializer(serializers.Serializer):
+    count = serializers.IntegerField(
+        default=1,
+        min_value=1,
+        max_value=10,
+        help_text="How many new VMs resume from the fork's snapshot (1 to 10).",
     )
 
 

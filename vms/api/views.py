@@ -18,6 +18,7 @@ from vms.api.serializers import (
     ConsoleSentSerializer,
     ImageSerializer,
     VMCreateSerializer,
+    VMForkSerializer,
     VMSerializer,
     VMStopSerializer,
     VMUpdateSerializer,
@@ -176,6 +177,21 @@ class VMViewSet(
         data = _valid(ConsoleInputSerializer, request)
         services.console_send(vm=vm, user=request.user, line=data["line"])
         return Response({"detail": "The line is being typed in."}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=VMForkSerializer, responses=ACCEPTED)
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def fork(self, request, pk=None):
+        """Fork a running VM: a snapshot with its memory, and `count` new VMs that resume from it
+        where the VM was, programs running, each with its own name, MAC, DHCP address,
+        machine-id and SSH host keys. The VM itself goes on running. The operation's `params`
+        name the new VMs (`children`); its result lists those that started."""
+        vm = self.get_object()
+        data = _valid(VMForkSerializer, request)
+        operation = snapshot_services.vm_fork(
+            vm=vm, user=request.user, count=data["count"], idempotency_key=key_of(request)
+        )
+        return accepted(operation, request)
 
     @extend_schema(request=SnapshotCreateSerializer, responses=ACCEPTED)
     @action(detail=True, methods=["post"], url_path="snapshots")

@@ -25,7 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 import libvirt
+import libvirt_qemu
 
+from vms.hypervisor import savefile
 from vms.hypervisor.definitions import (
     agent_connected_in,
     canonical_xml,
@@ -238,6 +240,49 @@ def _interfaces_as_defined(saved: ET.Element, defined: ET.Element) -> None:
         for child in kept:
             if child is not None:
                 card.append(child)
+
+
+def _saved_disk(saved: ET.Element, saved_disk_path: str) -> ET.Element:
+    """The one disk of a saved definition, checked to be `saved_disk_path`, with the chain under
+    it left out (QEMU reads that from the qcow2 header of the layer put in its place)."""
+    disks = [d for d in saved.findall("devices/disk") if d.get("device", "disk") == "disk"]
+    sources = [d.find("source") for d in disks]
+    if len(disks) != 1 or sources[0] is None or sources[0].get("file") != saved_disk_path:
+        raise MemoryMismatch(
+            "The saved memory was taken with another disk than the snapshot's; it was not restored."
+        )
+    for backing in disks[0].findall("backingStore"):
+        disks[0].remove(backing)
+    return disks[0]
+
+
+def _amount(root: ET.Element, tag: str) -> int | None:
+    """A domain's memory (in KiB) or processor count, as libvirt writes it."""
+    element = root.find(tag)
+    if element is None or not (element.text or "").strip().isdigit():
+        return None
+    value = int(element.text)
+    units = {"KiB": 1, "k": 1, "MiB": 1024, "M": 1024, "GiB": 1024 * 1024, "G": 1024 * 1024}
+    return value * units.get(element.get("unit", "KiB"), 1) if tag != "vcpu" else value
+
+
+def _identity_as_defined(saved: ET.Element, defined: ET.Element) -> None:
+    """Give a saved definition the identity of the defined domain it resumes as: its name,
+    UUID, metadata, firmware configuration entries and console log."""
+    for tag in ("name", "uuid"):
+        saved.find(tag).text = defined.findtext(tag)
+    for tag in ("metadata", "sysinfo"):
+        position = None
+        for index, element in enumerate(list(saved)):
+            if element.tag == tag:
+                position = index
+                saved.remove(element)
+        wanted = defined.find(tag)
+        if wanted is not None:
+            saved.insert(position if position is not None else 3, wanted)
+    wanted_logs = [log.get("file") for log in defined.findall("devices/serial/log")]
+    for log, file in zip(saved.findall("devices/serial/log"), wanted_logs, strict=False):
+        log.set("file", file)
 
 
 def _block_job_wait(dom: libvirt.virDomain, on_progress=None, should_stop=None) -> None:
@@ -795,6 +840,21 @@ class Hypervisor:
         """Whether a guest agent has opened its channel (so the file systems can be quiesced)."""
         return agent_connected_in(self.domain_xml_of(domain_uuid))
 
+    def domain_agent_answers(self, domain_uuid: uuid.UUID) -> bool:
+        """Whether the guest agent answers a ping within AGENT_RESPONSE_SECONDS. A take asks
+        before it has the agent freeze the file systems: a freeze sent to an agent that hangs is
+        carried out whenever the agent wakes up, long after the take gave up on it, and nothing
+        thaws the guest then (measured: every write in the guest blocked for good)."""
+        with _libvirt_errors():
+            dom = self._domain(domain_uuid)
+        try:
+            libvirt_qemu.qemuAgentCommand(
+                dom, '{"execute": "guest-ping"}', AGENT_RESPONSE_SECONDS, 0
+            )
+        except libvirt.libvirtError:
+            return False
+        return True
+
     def domain_snapshot_disk(
         self,
         domain_uuid: uuid.UUID,
@@ -859,17 +919,7 @@ class Hypervisor:
         root = ET.fromstring(saved)
         if root.findtext("uuid") != str(domain_uuid):
             raise MemoryMismatch("The saved memory belongs to another VM; it was not restored.")
-        disks = [d for d in root.findall("devices/disk") if d.get("device", "disk") == "disk"]
-        sources = [d.find("source") for d in disks]
-        if len(disks) != 1 or sources[0] is None or sources[0].get("file") != saved_disk_path:
-            raise MemoryMismatch(
-                "The saved memory was taken with another disk than the snapshot's; "
-                "it was not restored."
-            )
-        sources[0].set("file", disk_path)
-        # The chain under the new layer is read from its qcow2 header, not from the saved one.
-        for backing in disks[0].findall("backingStore"):
-            disks[0].remove(backing)
+        _saved_disk(root, saved_disk_path).find("source").set("file", disk_path)
         with _libvirt_errors():
             defined = ET.fromstring(
                 self._domain(domain_uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
@@ -879,6 +929,62 @@ class Hypervisor:
             conn.restoreFlags(
                 memory_path, ET.tostring(root, encoding="unicode"), libvirt.VIR_DOMAIN_SAVE_RUNNING
             )
+
+    def domain_fork_memory(
+        self,
+        domain_uuid: uuid.UUID,
+        memory_path: str,
+        *,
+        saved_disk_path: str,
+        disk_path: str,
+        work_path: str,
+    ) -> None:
+        """Resume memory saved by `domain_snapshot_disk` from another domain as the stopped
+        domain `domain_uuid` (a new VM's, already defined), on `disk_path`, a new empty layer on
+        the one the memory was saved with.
+
+        The guest gets the saved machine as it was (the same devices in the same slots, the same
+        memory and processors) under this domain's identity: its name and UUID, its network
+        card's MAC and connection, its console log and what its firmware configuration hands
+        the guest. A copy of the memory file with that definition in its header is written to
+        `work_path` (on this host, a file the caller deletes afterwards), since libvirt restores
+        a memory file only as the domain named in it. Refused (`MemoryMismatch`) unless the
+        memory was saved with `saved_disk_path` and the new domain has as much memory and as many
+        processors as the saved one.
+        """
+        if not uri_is_local(self.uri):
+            raise MemoryMismatch(f"A VM on {self.uri} can only be started from its disk.")
+        try:
+            root = ET.fromstring(savefile.saved_definition(memory_path))
+        except (OSError, savefile.SaveFileError, ET.ParseError) as exc:
+            raise MemoryMismatch(f"The saved memory cannot be read: {exc}") from None
+        disk = _saved_disk(root, saved_disk_path)
+        with _libvirt_errors():
+            defined = ET.fromstring(
+                self._domain(domain_uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            )
+        for tag in ("memory", "vcpu"):
+            if _amount(root, tag) != _amount(defined, tag):
+                raise MemoryMismatch(
+                    "The saved memory was taken of a VM with another size; the new VM boots "
+                    "from the disk instead."
+                )
+        disk.find("source").set("file", disk_path)
+        _identity_as_defined(root, defined)
+        _interfaces_as_defined(root, defined)
+        for card, wanted in zip(
+            root.findall("devices/interface"), defined.findall("devices/interface"), strict=False
+        ):
+            if card.find("mac") is not None and wanted.find("mac") is not None:
+                card.find("mac").set("address", wanted.find("mac").get("address"))
+        try:
+            savefile.write_with_definition(
+                memory_path, work_path, ET.tostring(root, encoding="unicode")
+            )
+        except (OSError, savefile.SaveFileError) as exc:
+            raise HypervisorError(f"The saved memory could not be copied: {exc}") from None
+        with _libvirt_errors():
+            self.connection.restoreFlags(work_path, None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
 
     def domain_block_pull(
         self,

@@ -128,6 +128,8 @@ class FakeHypervisor:
         self.networks: dict[str, FakeNetwork] = {}
         self.filters: dict[str, str] = {}
         self.saved_memory: dict[str, SavedMemory] = {}
+        # Each domain resumed from another's memory (`domain_fork_memory`): whose it was.
+        self.forked_from: dict[uuid.UUID, uuid.UUID] = {}
         self.console_input: dict[uuid.UUID, bytes] = {}
         # What a running guest's agent answers (a `GuestInfo`), by domain.
         self.agent_answers: dict[uuid.UUID, object] = {}
@@ -435,6 +437,10 @@ class FakeHypervisor:
     def domain_agent_connected(self, domain_uuid: uuid.UUID) -> bool:
         return agent_connected_in(self.domain_xml_of(domain_uuid))
 
+    def domain_agent_answers(self, domain_uuid: uuid.UUID) -> bool:
+        self._call("domain_agent_answers")
+        return self.domain_agent_connected(domain_uuid)
+
     def domain_guest_info(self, domain_uuid: uuid.UUID):
         """What a test put in `agent_answers` for a running guest, else None."""
         self._call("domain_guest_info")
@@ -511,6 +517,31 @@ class FakeHypervisor:
         if dom.running:
             raise InvalidDomainState("Requested operation is not valid: domain is already active")
         dom.live_xml = _with_disk_path(dom.xml, disk_path)
+
+    def domain_fork_memory(
+        self,
+        domain_uuid: uuid.UUID,
+        memory_path: str,
+        *,
+        saved_disk_path: str,
+        disk_path: str,
+        work_path: str,
+    ) -> None:
+        self._call("domain_fork_memory")
+        saved = self.saved_memory.get(memory_path)
+        if saved is None:
+            raise MemoryMismatch(f"The saved memory cannot be read: {memory_path}")
+        if saved.disk_path != saved_disk_path:
+            raise MemoryMismatch(
+                "The saved memory was taken with another disk than the snapshot's; "
+                "it was not restored."
+            )
+        self._volume_at(work_path)
+        dom = self._domain(domain_uuid)
+        if dom.running:
+            raise InvalidDomainState("Requested operation is not valid: domain is already active")
+        dom.live_xml = _with_disk_path(dom.xml, disk_path)
+        self.forked_from[uuid.UUID(str(domain_uuid))] = saved.domain_uuid
 
     def domain_block_pull(
         self,
