@@ -171,13 +171,18 @@ def _source(lab: Lab, image, name: str, memory_mib: int):
 
 def forks(lab: Lab, repeats: int = 3, *, many: int = 10, debian: bool = True) -> dict:
     from vms.image_upload import DEBIAN_SLUG, image_build_debian
-    from vms.models import Image
+    from vms.models import Host, Image
 
     print("  forks of a running VM...", flush=True)
-    results = {"busybox": _image_forks(lab, lab.image, 256, repeats, many)}
-    if debian:
-        image = Image.objects.filter(slug=DEBIAN_SLUG, is_public=True, live_identity=True).first()
-        if image is None:
-            image, _build = image_build_debian(host=lab.host)
-        results["debian"] = _image_forks(lab, image, 1024, min(repeats, 2), many)
+    # Room for the source and its children, idle guests, whatever vCPUs the machine has.
+    vcpus = lab.host.vcpus
+    Host.objects.filter(pk=lab.host.pk).update(vcpus=max(vcpus, 4 * (many + 2)))
+    try:
+        results = {"busybox": _image_forks(lab, lab.image, 256, repeats, many)}
+        if debian:
+            image = Image.objects.filter(slug=DEBIAN_SLUG, is_public=True, live_identity=True)
+            image = image.first() or image_build_debian(host=lab.host)[0]
+            results["debian"] = _image_forks(lab, image, 1024, min(repeats, 2), many)
+    finally:
+        Host.objects.filter(pk=lab.host.pk).update(vcpus=vcpus)
     return results

@@ -237,6 +237,17 @@ def _vm_action(action: str, body=None):
     return command
 
 
+def vm_fork(args, api):
+    vm = find_vm(api, args.vm)
+    op = api.post(f"vms/{vm['id']}/fork/", {"count": args.count})
+
+    def children(done):
+        ids = set((done.get("result") or {}).get("vms") or [])
+        show(args, "vm", [item for item in api.list("vms/") if item["id"] in ids])
+
+    started(args, api, op, children)
+
+
 def vm_delete(args, api):
     vm = find_vm(api, args.vm)
     started(args, api, api.delete(f"vms/{vm['id']}/"))
@@ -398,6 +409,15 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("vm", help="its name or id")
     sub.add_argument("--force", action="store_true", help="pull the plug")
+    sub = command(
+        vm,
+        "fork",
+        vm_fork,
+        "fork a running VM: new VMs that resume where it is now, each with its own identity",
+        starts=True,
+    )
+    sub.add_argument("vm", help="its name or id")
+    sub.add_argument("--count", type=int, default=1, help="how many new VMs (1 to 10)")
     sub = command(vm, "delete", vm_delete, "delete a VM (its snapshots are kept)", starts=True)
     sub.add_argument("vm", help="its name or id")
 

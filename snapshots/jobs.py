@@ -86,7 +86,8 @@ def snapshot_take_run(operation: Operation) -> dict:
 def snapshot_fork_run(operation: Operation) -> dict:
     """Take the snapshot with memory, then resume each new VM from it (`vms.jobs.vm_build`:
     a new layer on the snapshot's, then its memory restored as that VM). A new VM that fails
-    is left failed with its reason, holding nothing on its host; the others run."""
+    is left failed with its reason, holding nothing on its host; the others run. The result
+    names the new VMs that run (`vms`, their ids)."""
     taken = snapshot_take_run(operation)
     children = list(
         VM.objects.select_related(
@@ -98,7 +99,7 @@ def snapshot_fork_run(operation: Operation) -> dict:
     started, failed = [], []
     for index, child in enumerate(children):
         if child.state != VMState.CREATING:
-            started.append(child.name)  # done by an earlier delivery
+            started.append(str(child.pk))  # done by an earlier delivery
             continue
         operation_report(
             operation,
@@ -110,7 +111,7 @@ def snapshot_fork_run(operation: Operation) -> dict:
         except (hypervisor.HypervisorError, OperationFailed) as exc:
             failed.append(f"{child.name}: {exc}")
             continue
-        started.append(child.name)
+        started.append(str(child.pk))
     if failed:
         raise OperationFailed(
             f"{len(started)} of {len(children)} new VMs started; " + "; ".join(failed)

@@ -100,20 +100,27 @@ def snapshot_take(
                 f"VM {vm.name!r} is {current.get_state_display().lower()}, so it has no memory "
                 "to keep; take a snapshot without memory, or start the VM first."
             )
-        snapshot_limit_check(vm.owner)
-        snapshot = Snapshot.objects.create(
-            owner=vm.owner,
-            source_vm=vm,
-            source_vm_name=vm.name,
-            image_id=vm.image_id,
-            name=name,
-            description=description,
-            kind=kind,
-            disk_bytes=vm.disk_bytes,
-            includes_memory=bool(include_memory),
-        )
-        operation_subject_set(operation, snapshot)
+        _snapshot_record(vm, operation, name, description, kind=kind, include_memory=include_memory)
     return operation
+
+
+def _snapshot_record(vm: VM, operation, name, description, *, kind, include_memory) -> Snapshot:
+    """Record the snapshot an operation is about to take of `vm`, once the plan has room for
+    it (called with the owner locked)."""
+    snapshot_limit_check(vm.owner)
+    snapshot = Snapshot.objects.create(
+        owner=vm.owner,
+        source_vm=vm,
+        source_vm_name=vm.name,
+        image_id=vm.image_id,
+        name=name,
+        description=description,
+        kind=kind,
+        disk_bytes=vm.disk_bytes,
+        includes_memory=bool(include_memory),
+    )
+    operation_subject_set(operation, snapshot)
+    return snapshot
 
 
 def _ready(snapshot: Snapshot) -> Snapshot:
@@ -281,20 +288,15 @@ def vm_fork(*, vm: VM, user, count: int = 1, idempotency_key: str | None = None)
                 f"VM {vm.name!r} is {current.get_state_display().lower()}; only a running VM "
                 "can be forked."
             )
-        snapshot_limit_check(vm.owner)
-        snapshot = Snapshot.objects.create(
-            owner=vm.owner,
-            source_vm=vm,
-            source_vm_name=vm.name,
-            image_id=vm.image_id,
-            name=name,
-            description=f"Taken by a fork of {vm.name} into {count} new VM"
-            f"{'s' if count != 1 else ''}.",
+        plural = "s" if count != 1 else ""
+        snapshot = _snapshot_record(
+            vm,
+            operation,
+            name,
+            f"Taken by a fork of {vm.name} into {count} new VM{plural}.",
             kind=SnapshotKind.MANUAL,
-            disk_bytes=vm.disk_bytes,
-            includes_memory=True,
+            include_memory=True,
         )
-        operation_subject_set(operation, snapshot)
         children = []
         for child_name in fork_names(vm, count):
             vm_limit_check(vm.owner)

@@ -248,3 +248,22 @@ def test_a_file_that_is_not_what_it_says_is_refused_with_4_and_the_reason(ks, we
     assert result.returncode == 4
     assert "qcow2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_vm_fork_asks_for_the_new_vms_and_prints_the_operation(ks, web):
+    web.image.live_identity = True
+    web.image.save(update_fields=["live_identity"])
+
+    result = ks("vm", "fork", "web", "--count", "2", "--no-wait", "--json")
+
+    assert result.returncode == 0, result.stderr
+    operation = Operation.objects.get(pk=json.loads(result.stdout)["id"])
+    assert operation.kind == "snapshot.fork"
+    assert len(operation.params["children"]) == 2
+
+
+def test_a_fork_of_eleven_exits_4_with_the_servers_sentence(ks, web):
+    result = ks("vm", "fork", "web", "--count", "11", "--no-wait")
+
+    assert result.returncode == 4
+    assert "10" in result.stderr

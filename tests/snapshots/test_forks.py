@@ -207,7 +207,8 @@ def test_two_forks_go_on_counting_from_the_snapshot_each_as_a_vm_of_its_own(make
         .filter(pk__in=fork.params["children"])
         .order_by("name")
     )
-    assert fork.result["vms"] == ["counter-1", "counter-2"]
+    assert [c.name for c in children] == ["counter-1", "counter-2"]
+    assert fork.result["vms"] == [str(c.pk) for c in children]
     assert {child.state for child in children} == {VMState.RUNNING}
 
     # Both count on from the snapshot's value at once, without a boot of their own.

@@ -184,8 +184,9 @@ class VMViewSet(
     def fork(self, request, pk=None):
         """Fork a running VM: a snapshot with its memory, and `count` new VMs that resume from it
         where the VM was, programs running, each with its own name, MAC, DHCP address,
-        machine-id and SSH host keys. The VM itself goes on running. The operation's `params`
-        name the new VMs (`children`); its result lists those that started."""
+        machine-id and SSH host keys. The VM itself goes on running. The new VMs are listed
+        among yours at once (state `creating`); the operation's `result.vms` names the ids of
+        those that started."""
         vm = self.get_object()
         data = _valid(VMForkSerializer, request)
         operation = snapshot_services.vm_fork(
