@@ -137,3 +137,21 @@ def test_deleting_a_snapshot_removes_it_after_confirming(page, live_worker, imag
     expect(page.get_by_text("Deleted snapshot 'Old'.")).to_be_visible()
     expect(page.locator("tr[data-snapshot='Old']")).to_have_count(0)
     assert not Snapshot.objects.filter(pk=snapshot.pk).exists()
+
+
+def test_fork_starts_new_vms_that_the_vm_list_shows_running(page, live_worker, image, alice):
+    vm = ready_vm(alice, image)
+    log_in(page, "alice")
+    page.goto(f"/vms/{vm.pk}/")
+
+    page.get_by_label("Fork into").fill("2")
+    page.get_by_role("button", name="Fork", exact=True).click()
+
+    expect(page.get_by_text("Forking workbench into 2 new VMs")).to_be_visible()
+    expect(page.get_by_text("Forked (workbench: 2 new VMs)")).to_be_visible(timeout=60_000)
+    page.goto("/")
+    for name in ("workbench-1", "workbench-2"):
+        expect(page.locator("tr", has_text=name)).to_contain_text("Running")
+    fork = Operation.objects.get(kind="snapshot.fork")
+    assert fork.state == "succeeded", fork.error
+    assert VM.objects.filter(source_snapshot_id=fork.subject_pk).count() == 2
