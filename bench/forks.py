@@ -19,7 +19,7 @@ from statistics import median
 from bench import debian as debian_bench
 from bench import guests
 from bench.guests import Lab, _ok
-from bench.live import _downtime_ms
+from bench.live import _answer_time, _downtime_ms
 
 IDLE_SECONDS = 5
 
@@ -37,39 +37,6 @@ def _rss_mib(vm) -> dict:
         if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
             status[key] = int(value.split()[0]) / 1024
     return status
-
-
-def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None) -> float:
-    """Seconds from `start` until the guest answers a line typed on its console, typed again
-    every 3 s (a line typed before the guest's shell is up is lost: a Debian guest says it is up
-    a moment before its serial console has logged in)."""
-    import threading
-
-    from vms import image_build
-    from vms.services import console_read
-
-    if boots_before is not None:
-        while console_read(vm=vm, max_bytes=10**7).count(image_build.READY_LINE) <= boots_before:
-            time.sleep(0.05)
-    marker = f"{time.time_ns()}"
-    line = f'echo @A""{marker}@\n'.encode()
-    deadline, typed = time.monotonic() + 300, 0.0
-    senders = []
-    while f"@A{marker}@" not in console_read(vm=vm, max_bytes=10**5):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{vm.name} did not answer on its console")
-        if time.monotonic() - typed > 3:
-            typed = time.monotonic()
-            sender = threading.Thread(
-                target=vm.host.hypervisor.console_send, args=(vm.domain_uuid, line)
-            )
-            sender.start()
-            senders.append(sender)
-        time.sleep(0.02)
-    answered = time.perf_counter() - start
-    for sender in senders:
-        sender.join()
-    return answered
 
 
 def _identity_taken(vm, start: float, timeout: float = 300) -> float:

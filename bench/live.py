@@ -65,9 +65,9 @@ def _downtime_ms(vm) -> int | None:
 
 
 def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None) -> float:
-    """Seconds from `start` until the guest answers a command typed on its console. With
-    `boots_before`, first wait for the guest to have booted once more (typing before its shell
-    is up would be lost)."""
+    """Seconds from `start` until the guest answers a line typed on its console, typed again
+    every 3 s (a line typed before the guest's shell is up is lost: a Debian guest says it is up
+    a moment before its serial console has logged in)."""
     from vms import image_build
     from vms.services import console_read
 
@@ -76,15 +76,22 @@ def _answer_time(lab: Lab, vm, start: float, *, boots_before: int | None = None)
             time.sleep(0.05)
     marker = f"{time.time_ns()}"
     line = f'echo @A""{marker}@\n'.encode()
-    sender = threading.Thread(target=vm.host.hypervisor.console_send, args=(vm.domain_uuid, line))
-    sender.start()
-    deadline = time.monotonic() + 120
+    deadline, typed = time.monotonic() + 300, 0.0
+    senders = []
     while f"@A{marker}@" not in console_read(vm=vm, max_bytes=10**5):
         if time.monotonic() > deadline:
             raise SystemExit(f"{vm.name} did not answer on its console")
+        if time.monotonic() - typed > 3:
+            typed = time.monotonic()
+            sender = threading.Thread(
+                target=vm.host.hypervisor.console_send, args=(vm.domain_uuid, line)
+            )
+            sender.start()
+            senders.append(sender)
         time.sleep(0.02)
     answered = time.perf_counter() - start
-    sender.join()
+    for sender in senders:
+        sender.join()
     return answered
 
 
