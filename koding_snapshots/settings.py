@@ -306,6 +306,10 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # The database queue with a wake-up per task (operations/broker.py): a worker starts a task
+    # as soon as it is committed, and asks the database every `poll` seconds only in case a
+    # wake-up was lost.
+    Q_CLUSTER["broker_class"] = "operations.broker.WakingORM"
     Q_CLUSTER["poll"] = 0.2
 
 # Crash-safety tests only: places where a worker stops and waits to be killed (see
