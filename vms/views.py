@@ -1,9 +1,11 @@
+import zlib
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -59,8 +61,11 @@ def _vm_context(request, vm):
     recent = Operation.objects.holding(vm.lock).exclude(pk=getattr(operation, "pk", None))
     # The service's own work on the VM: shown as a quiet line, never as busy.
     housekeeping = Operation.objects.active().holding(housekeeping_lock(vm.lock)).first()
+    live_card, live_progress = _live_keys(vm, operation, housekeeping)
     return {
         "vm": vm,
+        "live_card": live_card,
+        "live_progress": live_progress,
         "can": {
             "start": services.vm_can(vm, VMOperationKind.START),
             "stop": services.vm_can(vm, VMOperationKind.STOP),
@@ -193,12 +198,28 @@ def vm_detail(request, pk):
     return render(request, "vms/vm_detail.html", context)
 
 
+def _live_keys(vm, operation, housekeeping) -> tuple[str, str]:
+    """What a poll of the VM page compares: what the card shows (the VM's state and which
+    operations run on it), and the running operation's progress and message."""
+    card = f"{vm.state}:{getattr(operation, 'pk', '')}:{getattr(housekeeping, 'pk', '')}"
+    progress = ""
+    if operation is not None:
+        digest = zlib.crc32(operation.message.encode())
+        progress = f"{operation.state}:{operation.progress}:{digest:x}"
+    return card, progress
+
+
 @login_required
 @require_GET
 def vm_live(request, pk):
-    """What changes on the VM page while an operation runs (polled only then): the state card,
-    and out of band the snapshot table, the usage line and the Take Snapshot button. Once the
-    operation has ended, `vm-changed` tells the page to refresh the rest that may have changed."""
+    """What changes on the VM page while an operation runs (polled only then).
+
+    Each poll names what the page shows (`card`, `progress`). While the same operation runs, a
+    poll answers 204 when nothing changed, and only the progress line when that changed; the
+    rest (the state card, and out of band the snapshot table, the usage line and the Take
+    Snapshot button) is sent when the card changes (an operation starts or ends, the state
+    moves). Once the operation has ended, `vm-changed` tells the page to refresh what else may
+    have changed."""
     queryset = VM.objects.owned_by(request.user).select_related("image", "current_snapshot", "host")
     try:
         vm = get_owned_or_404(queryset, pk)
@@ -206,6 +227,17 @@ def vm_live(request, pk):
         # Deleted while the page watched: the page goes back to the dashboard.
         response = not_found(request)
         response["HX-Redirect"] = "/"
+        return response
+    operation = Operation.objects.active().holding(vm.lock).first()
+    housekeeping = Operation.objects.active().holding(housekeeping_lock(vm.lock)).first()
+    card, progress = _live_keys(vm, operation, housekeeping)
+    if (operation or housekeeping) and request.GET.get("card") == card:
+        if request.GET.get("progress") == progress:
+            return HttpResponse(status=204)  # htmx swaps nothing
+        response = render(
+            request, "vms/_vm_progress.html", {"operation": operation, "progress_key": progress}
+        )
+        response["HX-Reswap"] = "none"  # the card stays; the progress line is swapped by id
         return response
     context = _vm_context(request, vm)
     response = render(request, "vms/_vm_live.html", context)

@@ -68,6 +68,30 @@ def test_a_snapshot_name_being_typed_survives_live_progress(page, alice):
     expect(name).to_be_focused()
 
 
+def test_progress_moves_on_the_page_while_unchanged_polls_bring_nothing(page, alice):
+    vm = vm_row(owner=alice, image=image_row(), state=VMState.RUNNING, name="workbench")
+    operation = running_take(vm)
+    log_in(page, "alice")
+    answers = []
+    page.on("response", lambda r: "/live/" in r.url and answers.append(r.status))
+    page.goto(f"/vms/{vm.pk}/")
+    expect(page.locator(".operation")).to_contain_text("40%")
+
+    wait_for_polls(page, answers, POLLS)
+    assert set(answers) == {204}, answers  # nothing changed: nothing sent
+
+    Operation.objects.filter(pk=operation.pk).update(progress=70, message="Recording it")
+    expect(page.locator(".operation")).to_contain_text("70%", timeout=10_000)
+    expect(page.locator(".operation")).to_contain_text("Recording it")
+    start = len(answers)
+    wait_for_polls(page, answers, POLLS)
+    assert answers[start:].count(200) <= 1, answers  # the new progress was sent once
+
+    ended(operation)
+    expect(page.locator(".operation")).to_have_count(0, timeout=10_000)
+    expect(page.get_by_role("button", name="Take Snapshot")).to_be_enabled()
+
+
 def test_an_open_dialog_stays_open_through_live_progress_and_its_end(page, alice):
     vm = vm_row(owner=alice, image=image_row(), state=VMState.RUNNING, name="workbench")
     old = snapshot_row(vm, "Golden")

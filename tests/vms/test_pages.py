@@ -205,6 +205,70 @@ def test_when_the_operation_has_ended_the_last_poll_stops_and_asks_for_a_refresh
     assert "every 1s" not in response.content.decode()
 
 
+def _live_keys(fragment: str) -> dict:
+    """What the page sends with its next poll: the card's `data-live`, the progress line's
+    `data-version`."""
+    import re
+
+    card = re.search(r'data-live="([^"]*)"', fragment).group(1)
+    progress = re.search(r'id="vm-progress" data-version="([^"]*)"', fragment).group(1)
+    return {"card": card, "progress": progress}
+
+
+def _watching(client, alice, image, snapshots=2):
+    vm = vm_row(owner=alice, image=image)
+    add_snapshots(vm, snapshots)
+    client.force_login(alice)
+    client.post(f"/vms/{vm.pk}/snapshots/take/", {"name": "s"})
+    first = client.get(f"/vms/{vm.pk}/live/").content.decode()
+    return vm, _live_keys(first)
+
+
+def test_a_poll_while_nothing_changed_answers_no_content(client, alice, image):
+    vm, seen = _watching(client, alice, image)
+    response = client.get(f"/vms/{vm.pk}/live/", seen)
+    assert response.status_code == 204 and response.content == b""
+
+
+def test_a_poll_while_nothing_changed_reads_no_snapshot(client, alice, image):
+    vm, seen = _watching(client, alice, image)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(f"/vms/{vm.pk}/live/", seen)
+    assert not [q for q in queries if 'FROM "snapshots_snapshot"' in q["sql"]]
+
+
+def test_a_poll_after_the_progress_moved_answers_only_the_progress_line(client, alice, image):
+    vm, seen = _watching(client, alice, image)
+    Operation.objects.filter(state=OperationState.QUEUED).update(
+        state=OperationState.RUNNING, progress=40, message="Making the layer"
+    )
+    response = client.get(f"/vms/{vm.pk}/live/", seen)
+    fragment = response.content.decode()
+    assert response.status_code == 200 and response["HX-Reswap"] == "none"
+    assert 'id="vm-progress"' in fragment and 'hx-swap-oob="true"' in fragment
+    assert "Making the layer" in fragment and "40%" in fragment
+    assert 'id="snapshot-table"' not in fragment and 'id="vm-status"' not in fragment
+    assert f'data-version="{seen["progress"]}"' not in fragment  # the next poll says what it has
+
+
+def test_a_poll_after_the_operation_ended_answers_the_whole_card_and_asks_for_a_refresh(
+    client, alice, image
+):
+    vm, seen = _watching(client, alice, image)
+    Operation.objects.update(state=OperationState.SUCCEEDED, progress=100)
+    response = client.get(f"/vms/{vm.pk}/live/", seen)
+    fragment = response.content.decode()
+    assert 'id="vm-status"' in fragment and "every 1s" not in fragment
+    assert 'id="snapshot-table" hx-swap-oob="true"' in fragment
+    assert response["HX-Trigger"] == "vm-changed"
+
+
+def test_a_poll_from_a_page_that_shows_another_state_answers_the_whole_card(client, alice, image):
+    vm, seen = _watching(client, alice, image)
+    response = client.get(f"/vms/{vm.pk}/live/", {**seen, "card": "stopped::"})
+    assert 'id="vm-status"' in response.content.decode()
+
+
 def test_the_snapshot_dialogs_are_refreshed_from_their_own_fragment(client, alice, image):
     vm = vm_row(owner=alice, image=image)
     add_snapshots(vm, 2)
