@@ -1,8 +1,11 @@
 """API throughput and latency under gunicorn on PostgreSQL, with 1,000 VMs and 10,000
-snapshots in the database, against a bare Django view under the same server (wrk drives it)."""
+snapshots in the database, against its baseline: hand-written Django views that run the same
+queries and return the same JSON (bench/plain.py), under the same server (wrk drives it). A bare
+view that touches no database shows the floor under both."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -49,7 +52,8 @@ def seed(vms: int = 1000, snapshots: int = 10_000):
             for i in range(snapshots)
         )  # fmt: skip
         Operation.objects.create(
-            kind=VMOperationKind.START, owner=user, vm=rows[0], target_name="vm-0000",
+            kind=VMOperationKind.START, owner=user, lock=rows[0].lock, subject=rows[0],
+            target_name="vm-0000",
             state=OperationState.SUCCEEDED, progress=100,
         )  # fmt: skip
         analyze()
@@ -83,11 +87,41 @@ def wrk(url: str, token: str, connections: int, seconds: int) -> dict:
     }
 
 
-def api_throughput(concurrency=(1, 8, 32), seconds: int = 10) -> dict:
+def _get(url: str, token: str) -> dict:
+    headers = {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (our own server)
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        return json.loads(answer.read())
+
+
+def _comparable(answer: dict) -> dict:
+    """An answer with its page links cut to their query (the two views live at two paths)."""
+    links = {k: (answer[k] or "").partition("?")[2] for k in ("next", "previous") if k in answer}
+    return {**answer, **links}
+
+
+def _queries(url: str, token: str) -> int:
+    """How many queries one request makes (the test client, in this process)."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="127.0.0.1")
+    client.get(url)  # warm: the first request loads what later ones find ready
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.get(url)
+    if answer.status_code != 200:
+        raise SystemExit(f"{url} answered {answer.status_code}")
+    return len(queries)
+
+
+def api_throughput(
+    concurrency=(1, 8, 32), seconds: int = 10, vms: int = 1000, snapshots: int = 10_000
+) -> dict:
     from accounts.services import token_create
 
-    print("  API throughput: seeding 1,000 VMs and 10,000 snapshots...", flush=True)
-    user, operation = seed()
+    print(f"  API throughput: seeding {vms} VMs and {snapshots} snapshots...", flush=True)
+    user, operation = seed(vms, snapshots)
     token = token_create(user=user, name="bench")[1]
     env = {**os.environ, **bench_environment()}
     workers = 2 * (os.cpu_count() or 1) + 1
@@ -97,6 +131,13 @@ def api_throughput(concurrency=(1, 8, 32), seconds: int = 10) -> dict:
         cwd=ROOT, env=env, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{PORT}"
+    paths = {
+        "list snapshots": ("/api/snapshots/", "/bench/plain/snapshots/"),
+        "read an operation": (
+            f"/api/operations/{operation.pk}/",
+            f"/bench/plain/operations/{operation.pk}/",
+        ),
+    }
     try:
         for _ in range(100):
             try:
@@ -104,17 +145,27 @@ def api_throughput(concurrency=(1, 8, 32), seconds: int = 10) -> dict:
                 break
             except OSError:
                 time.sleep(0.2)
-        targets = {
-            "list snapshots": f"{base}/api/snapshots/",
-            "read an operation": f"{base}/api/operations/{operation.pk}/",
-            "bare Django view": f"{base}/bench/bare/",
-        }
-        results = {}
-        for name, url in targets.items():
+        results = {"workers": workers, "endpoints": {}}
+        for name, (api_path, plain_path) in paths.items():
+            # The baseline is fair only if it answers the same.
+            if _comparable(_get(base + api_path, token)) != _comparable(
+                _get(base + plain_path, token)
+            ):
+                raise SystemExit(f"{name}: the plain view's JSON differs from the API's")
+            results["endpoints"][name] = {
+                "queries": {"api": _queries(api_path, token), "plain": _queries(plain_path, token)},
+                "api": {},
+                "plain": {},
+            }
             for connections in concurrency:
                 print(f"    {name}, {connections} client(s)...", flush=True)
-                results.setdefault(name, {})[connections] = wrk(url, token, connections, seconds)
-        results["workers"] = workers
+                entry = results["endpoints"][name]
+                entry["api"][connections] = wrk(base + api_path, token, connections, seconds)
+                entry["plain"][connections] = wrk(base + plain_path, token, connections, seconds)
+        results["bare"] = {
+            connections: wrk(f"{base}/bench/bare/", token, connections, seconds)
+            for connections in concurrency
+        }
         return results
     finally:
         server.terminate()

@@ -118,7 +118,7 @@ def measure(repeats: int = 5, files: int = 10_000) -> dict:
         work = Path(tmp)
         disks = build(work, files)
         old_chain, new_chain = [disks["base"]], [disks["base"], disks["top"]]
-        folder = "/d042"
+        folder = f"/d{min(42, files // 100 - 1):03d}"  # a folder of 100 files
 
         def ours_list():
             with diskread.Disk(new_chain) as disk:
@@ -208,9 +208,9 @@ def report(results: dict) -> str:
     )
 
 
-def browse_bench(repeats: int = 5) -> dict:
+def browse_bench(repeats: int = 5, files: int = 10_000) -> dict:
     """For bench/run.py: measure, print, and return the figures to keep."""
-    results = measure(repeats)
+    results = measure(repeats, files)
     print(report(results))
     return results
 

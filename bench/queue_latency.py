@@ -1,78 +1,123 @@
-"""Queue latency: from enqueue to the task starting in a worker, with the database broker and
-with Redis. Each broker gets a real `manage.py qcluster`; a separate process enqueues."""
+"""Queue latency: from `async_task` to the task starting in a worker, for each broker the service
+offers: the database queue on SQLite (the embedded default) and on PostgreSQL, and Redis; the
+baseline is django-q2's own database broker, which polls, in the same run.
+
+Each broker gets the service's own worker (`manage.py worker`, two workers); a separate process
+enqueues, first tasks 20 ms apart, then a burst of 100 at once. The task writes how long it
+waited to a file, so nothing else (saving results) rides on the measurement."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from bench.common import ROOT, bench_environment, median, percentile
 
 ENQUEUE = """
-import json, sys, time
+import sys, time
+from pathlib import Path
 import django
 django.setup()
-from django_q.models import Task
 from django_q.tasks import async_task
-count, group = int(sys.argv[1]), sys.argv[2]
-Task.objects.filter(group=group).delete()
-async_task("bench.tasks.started_at", time.time(), group=group + "-warmup", save=True)
-deadline = time.time() + 60
-while not Task.objects.filter(group=group + "-warmup").exists() and time.time() < deadline:
+spaced, burst, out = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+
+def wait_for(lines, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if out.exists() and len(out.read_text().splitlines()) >= lines:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"only {len(out.read_text().splitlines()) if out.exists() else 0} of {lines}")
+
+task = "bench.tasks.started_at"
+for _ in range(5):  # warm-up: the workers have loaded the task's module
+    async_task(task, time.time(), str(out))
     time.sleep(0.1)
-for _ in range(count):
-    async_task("bench.tasks.started_at", time.time(), group=group, save=True)
+wait_for(5)
+for _ in range(spaced):
+    async_task(task, time.time(), str(out))
     time.sleep(0.02)
-deadline = time.time() + 120
-while Task.objects.filter(group=group).count() < count and time.time() < deadline:
-    time.sleep(0.2)
-print(json.dumps([t.result for t in Task.objects.filter(group=group)]))
+wait_for(5 + spaced)
+time.sleep(0.5)
+for _ in range(burst):
+    async_task(task, time.time(), str(out))
+wait_for(5 + spaced + burst)
 """
 
 
-def queue_latency(count: int = 200) -> dict:
+def _stats(seconds: list[float]) -> dict:
+    ms = [value * 1000 for value in seconds]
+    return {
+        "tasks": len(ms),
+        "p50_ms": median(ms),
+        "p99_ms": percentile(ms, 0.99),
+        "max_ms": max(ms),
+    }
+
+
+POLLING = {"DJANGO_SETTINGS_MODULE": "bench.settings_polling"}
+
+
+def _brokers(workdir: Path) -> list[tuple[str, dict]]:
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    results = {}
-    for broker, url in (("database", ""), ("redis", redis_url)):
-        print(f"  queue latency, {broker} broker...", flush=True)
-        env = {
-            **os.environ,
-            **bench_environment(),
-            "REDIS_URL": url,
-            "QUEUE_NAME": f"ks-bench-{broker}-{os.getpid()}",
-            "WORKERS": "2",
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
+    sqlite = {"DATABASE_URL": f"sqlite:///{workdir / 'queue.sqlite3'}"}
+    return [
+        ("database (SQLite)", sqlite),
+        ("database (SQLite), polling only (baseline)", {**sqlite, **POLLING}),
+        ("database (PostgreSQL)", {}),
+        ("database (PostgreSQL), polling only (baseline)", POLLING),
+        ("redis", {"REDIS_URL": redis_url}),
+    ]
+
+
+def measure(env: dict, spaced: int, burst: int, workdir: Path) -> dict:
+    out = workdir / f"latency-{time.monotonic_ns()}.txt"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        subprocess.run(
+            [sys.executable, "-c", ENQUEUE, str(spaced), str(burst), str(out)],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            check=True,
         )
+    finally:
+        worker.terminate()
         try:
-            out = subprocess.run(
-                [sys.executable, "-c", ENQUEUE, str(count), f"latency-{broker}"],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, 9)
-        latencies = [value * 1000 for value in json.loads(out.strip().splitlines()[-1])]
-        results[broker] = {
-            "tasks": len(latencies),
-            "p50_ms": median(latencies),
-            "p99_ms": percentile(latencies, 0.99),
-        }
-        time.sleep(1)
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, 9)
+    waits = [float(line) for line in out.read_text().splitlines()][5:]
+    return {"spaced": _stats(waits[:spaced]), "burst": _stats(waits[spaced:])}
+
+
+def queue_latency(spaced: int = 200, burst: int = 100) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="queue-", dir=ROOT / "var" / "bench") as tmp:
+        workdir = Path(tmp)
+        for name, overrides in _brokers(workdir):
+            print(f"  queue latency, {name}...", flush=True)
+            env = {
+                **os.environ,
+                **bench_environment(),
+                "REDIS_URL": "",
+                **overrides,
+                "QUEUE_NAME": f"ks-bench-queue-{os.getpid()}",
+                "WORKERS": "2",
+            }
+            results[name] = measure(env, spaced, burst, workdir)
+            time.sleep(1)
     return results
