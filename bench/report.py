@@ -22,12 +22,18 @@ def write(results: dict, folder=None):
         "and print; nothing passes or fails.",
         "",
         f"- Run: {results.get('date', '?')}, commit `{results.get('commit', '?')}`, "
-        f"{results.get('repeats', '?')} repetitions where a part repeats (fewer where it says)"
-        + (" (quick mode: small sizes, one repetition)" if results.get("quick") else ""),
+        + (
+            "quick mode (small sizes, one repetition)"
+            if results.get("quick")
+            else f"{results.get('repeats', '?')} repetitions where a part repeats (fewer where "
+            "it says)"
+        ),
     ]
     not_run = results.get("parts_not_run") or []
     if not_run:
         lines.append(f"- Not run in this run (no figures for them here): {', '.join(not_run)}.")
+    for part, error in (results.get("parts_failed") or {}).items():
+        lines.append(f"- **Failed in this run** (no figures for it here): {part}: {error}")
     lines += ["", "## Machine", ""]
     for key, value in results.get("machine", {}).items():
         lines.append(f"- {key}: {value}")

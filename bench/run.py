@@ -18,6 +18,7 @@ import argparse
 import datetime
 import json
 import sys
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -129,11 +130,18 @@ def main() -> None:
     steps = _steps(lab, args)
     results_file = BENCH_DIR / "results.json"
     results_file.parent.mkdir(parents=True, exist_ok=True)
+    failed = {}
     for part in PARTS:
         if part in chosen:
             print(f"{part}...", flush=True)
-            results[KEYS[part]] = steps[part]()
-            results["parts_run"].append(part)
+            try:
+                results[KEYS[part]] = steps[part]()
+            except (Exception, SystemExit) as exc:  # the report says so; the other parts run
+                traceback.print_exc()
+                failed[part] = f"{type(exc).__name__}: {exc}"
+                results["parts_failed"] = failed
+            else:
+                results["parts_run"].append(part)
             # Kept after each part, so that a later failure loses nothing measured.
             results = json.loads(json.dumps(results))  # keys as the file keeps them (strings)
             results_file.write_text(json.dumps(results, indent=2))
@@ -141,6 +149,8 @@ def main() -> None:
     report.plot(results, out)
     print(written.read_text())
     print(f"Written to {written}.")
+    if failed:
+        raise SystemExit(f"Parts that failed: {', '.join(failed)}.")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from bench.api import analyze, mac
+from bench.api import analyze, mac, rows_host
 from bench.common import median
 
 PAGES = {"dashboard": "/", "snapshots page": "/snapshots/", "API snapshot list": "/api/snapshots/"}
@@ -40,6 +40,7 @@ def data_scale(sizes=(10, 1000, 10_000)) -> dict:
 
     print("  scale of the data...", flush=True)
     image = Image.objects.get(slug="busybox", is_public=True)
+    host = rows_host()
     plan = Plan.objects.get(slug="bench")
     user, _ = User.objects.get_or_create(username="bench-scale", defaults={"plan": plan})
     old_layers = list(Snapshot.objects.filter(owner=user).values_list("layer_id", flat=True))
@@ -54,12 +55,12 @@ def data_scale(sizes=(10, 1000, 10_000)) -> dict:
     for size in sizes:
         wanted_vms = max(1, size // 10)
         vms += VM.objects.bulk_create(
-            VM(owner=user, name=f"scale-{i:05}", host=image.host, image=image, disk_bytes=2**32,
+            VM(owner=user, name=f"scale-{i:05}", host=host, image=image, disk_bytes=2**32,
                state=VMState.STOPPED, mac_address=mac(2, i))
             for i in range(len(vms), wanted_vms)
         )  # fmt: skip
         layers = Layer.objects.bulk_create(
-            Layer(host=image.host, virtual_size=1, state="ready") for _ in range(size - have)
+            Layer(host=host, virtual_size=1, state="ready") for _ in range(size - have)
         )
         Snapshot.objects.bulk_create(
             Snapshot(owner=user, source_vm=vms[i % len(vms)], source_vm_name="x", image=image,
